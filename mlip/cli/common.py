@@ -1,0 +1,21 @@
+"""Shared helpers of the command-line entry points (argument parsing lives in each command)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from mlip.errors import MLIPError
+
+
+def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    """Run ``main(argv)``; turn an :class:`MLIPError` into one line on stderr and exit status 2."""
+    try:
+        code = main(argv)
+    except MLIPError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
