@@ -1,0 +1,499 @@
+"""The training configuration: one typed, validated schema of the YAML file given to ``mlip-train``.
+
+Every section is a dataclass; :func:`load_config` reads YAML, applies dotted command-line overrides
+(``train.lr=0.005``), and validates every key against the dataclasses. Any problem (unknown key, wrong
+type, missing file, bad choice) raises :class:`mlip.errors.ConfigError` with one line naming the dotted
+key path and, for near misses, a suggestion. Relative file paths are resolved against the current
+working directory. See docs/config.md for every key with its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from mlip.errors import ConfigError
+from mlip.nn.hparams import ModelHyperparameters
+
+#: Fields of :class:`ModelHyperparameters` filled from training-set statistics, not from the config.
+DATA_DERIVED_MODEL_FIELDS = ("atomic_numbers", "heads", "atomic_energies", "scale", "shift", "avg_num_neighbors")
+
+_FILE = {"file": True}
+
+
+def _files(default: Any = None) -> Any:
+    """A field holding one file path or a list of file paths (checked to exist)."""
+    if default is None:
+        return field(default=None, metadata=_FILE)
+    return field(default_factory=lambda: list(default), metadata=_FILE)
+
+
+@dataclass
+class HeadConfig:
+    """One output head: its own files, label keys, E0s and loss weight.
+
+    Keys left ``None`` inherit the value of the ``data`` section.
+    """
+
+    train: list[str] | None = _files()
+    valid: list[str] | None = _files()
+    valid_fraction: float | None = None
+    test: list[str] | None = _files()
+    energy_key: str | None = None
+    forces_key: str | None = None
+    stress_key: str | None = None
+    virials_key: str | None = None
+    e0s: str | dict[str, float] | None = None
+    isolated_atoms: str | None = field(default=None, metadata=_FILE)
+    weight: float = 1.0
+    """Multiplies the loss of every frame of this head."""
+    config_type_weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Input files, label keys, heads, splits and E0s."""
+
+    train: list[str] | None = _files()
+    """Training file(s) (extended XYZ or anything ASE reads)."""
+    valid: list[str] | None = _files()
+    """Validation file(s); if absent, ``valid_fraction`` of the training frames are held out."""
+    valid_fraction: float = 0.1
+    test: list[str] = _files([])
+    energy_key: str = "energy"
+    forces_key: str = "forces"
+    stress_key: str = "stress"
+    virials_key: str = "virials"
+    e0s: str | dict[str, float] = "fit"
+    """``isolated`` (from ``isolated_atoms``), ``fit`` (least squares), a path to a JSON/YAML mapping,
+    or a mapping ``{element symbol or Z: energy}``."""
+    isolated_atoms: str | None = field(default=None, metadata=_FILE)
+    config_type_weights: dict[str, float] = field(default_factory=dict)
+    heads: dict[str, HeadConfig] = field(default_factory=dict)
+    """Multi-head training; empty means one head named ``Default`` built from the keys above."""
+    split_seed: int | None = None
+    """Seed of the random validation split (default: the top-level ``seed``)."""
+
+
+def _model_section() -> type:
+    """Dataclass with the architecture fields of :class:`ModelHyperparameters` plus ``scaling``."""
+    hints = typing.get_type_hints(ModelHyperparameters)
+    spec: list[tuple[str, Any, Any]] = []
+    for f in fields(ModelHyperparameters):
+        if f.name in DATA_DERIVED_MODEL_FIELDS:
+            continue
+        if f.default is not MISSING:
+            spec.append((f.name, hints[f.name], field(default=f.default)))
+        else:
+            spec.append((f.name, hints[f.name], field(default_factory=f.default_factory)))  # type: ignore[arg-type]
+    spec.append(("scaling", Literal["rms_forces", "std", "none"], field(default="rms_forces")))
+    return dataclasses.make_dataclass("ModelConfig", spec, namespace={"__doc__": "Architecture options."})
+
+
+ModelConfig = _model_section()
+
+
+@dataclass
+class LossConfig:
+    """Loss type and per-property weights (see mlip.train.loss)."""
+
+    type: Literal["mse", "huber", "universal"] = "mse"
+    energy_weight: float = 1.0
+    forces_weight: float = 100.0
+    stress_weight: float = 0.0
+    virials_weight: float = 0.0
+    huber_delta: float = 0.01
+
+
+@dataclass
+class OptimiserConfig:
+    name: Literal["adam", "adamw"] = "adam"
+    amsgrad: bool = True
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+
+@dataclass
+class ScheduleConfig:
+    name: Literal["plateau", "exponential", "cosine", "none"] = "plateau"
+    factor: float = 0.8
+    """plateau: multiply the lr by this on a plateau."""
+    patience: int = 50
+    """plateau: evaluations without improvement before the lr is reduced."""
+    gamma: float = 0.9993
+    """exponential: lr multiplier per epoch."""
+    min_lr: float = 0.0
+    """plateau/cosine: lower bound of the lr."""
+
+
+@dataclass
+class EMAConfig:
+    use: bool = True
+    decay: float = 0.99
+
+
+@dataclass
+class StageTwoConfig:
+    """From ``start_epoch`` on, switch to these loss weights and lr (``None`` keeps the current value)."""
+
+    start_epoch: int | None = None
+    lr: float | None = None
+    energy_weight: float | None = None
+    forces_weight: float | None = None
+    stress_weight: float | None = None
+    virials_weight: float | None = None
+
+
+@dataclass
+class TrainConfig:
+    max_epochs: int = 100
+    batch_size: int = 10
+    valid_batch_size: int | None = None
+    lr: float = 0.01
+    max_atoms_per_batch: int | None = None
+    max_edges_per_batch: int | None = None
+    clip_grad: float | None = 100.0
+    patience: int | None = None
+    """Early stopping: evaluations without improvement of the validation loss before stopping."""
+    eval_interval: int = 1
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    progress: bool = True
+
+
+@dataclass
+class CheckpointConfig:
+    interval: int = 1
+    """Write a checkpoint every this many epochs (and at the end)."""
+    keep: int = 2
+    """Number of most recent checkpoints kept on disk."""
+
+
+@dataclass
+class Config:
+    """The whole training configuration."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Any = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimiser: OptimiserConfig = field(default_factory=OptimiserConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    stage_two: StageTwoConfig = field(default_factory=StageTwoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    output_dir: str = "run"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64"] = "float64"
+    seed: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON serialisable)."""
+        return asdict(self)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The ``model`` section as keyword arguments of :class:`ModelHyperparameters`."""
+        out = asdict(self.model)
+        out.pop("scaling")
+        return out
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        if cls is Config:
+            h = typing.get_type_hints(cls)
+            h["model"] = ModelConfig
+        else:
+            h = typing.get_type_hints(cls)
+        _HINTS[cls] = h
+    return _HINTS[cls]
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"mapping of {_type_name(typing.get_args(tp)[1])}"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _suggest(name: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(value: Any, tp: Any, path: str, is_file: bool = False) -> Any:
+    """Check ``value`` against the type ``tp`` and return the converted value; raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"config key '{path}': must not be null (expected {_type_name(tp)})")
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path, is_file)
+            except ConfigError as err:
+                errors.append((arg, err))
+        # a structural error inside a matching container (unknown nested key, missing file) is more useful
+        for arg, err in errors:
+            container = typing.get_origin(arg) or arg
+            if (isinstance(value, dict) and (container is dict or dataclasses.is_dataclass(arg))) or (
+                isinstance(value, (list, str)) and container is list
+            ) or (isinstance(value, str) and arg is str and is_file):
+                raise err
+        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"mapping of {_type_name(typing.get_args(tp)[1])}"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _suggest(name: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(value: Any, tp: Any, path: str, is_file: bool = False) -> Any:
+    """Check ``value`` against the type ``tp`` and return the converted value; raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"config key '{path}': must not be null (expected {_type_name(tp)})")
+        # a single file given where a list is expected: accept and wrap
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, path, is_file)
+            except ConfigError as err:
+                errors.append(err)
+        if len(errors) == 1 or all("expected" in str(e) and "unknown" not in str(e) for e in errors):
+            raise ConfigError(
+                f"config key '{path}': expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
+            ) if len(errors) > 1 else errors[0]
+        # an inner structural error (e.g. unknown nested key) is more useful than a type summary
+        raise next(e for e in errors if "expected" not in str(e) or "unknown" in str(e))
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            hint = _suggest(str(value), [str(c) for c in choices])
+            raise ConfigError(
+                f"config key '{path}': {value!r} is not one of {', '.join(map(repr, choices))}{hint}"
+            )
+        return value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and is_file:
+            value = [value]
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        return [_coerce(v, item, f"{path}[{i}]", is_file) for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+        return {str(k): _coerce(v, item, f"{path}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{path}': expected a mapping, got {type(value).__name__} {value!r}")
+        return _build(tp, value, path)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{path}': expected true/false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"config key '{path}': expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, str):
+                try:
+                    return float(value)  # YAML 1.1 reads "1e-3" as a string
+                except ValueError:
+                    pass
+            raise ConfigError(f"config key '{path}': expected a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{path}': expected a string, got {type(value).__name__} {value!r}")
+        if is_file and not Path(value).is_file():
+            raise ConfigError(f"config key '{path}': file not found: {value}")
+        return value
+    if tp is Any:
+        return value
+    raise ConfigError(f"config key '{path}': unsupported type {tp!r}")  # pragma: no cover
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = _hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in known:
+            raise ConfigError(f"unknown config key '{path}'{_suggest(str(key), known)}")
+        f = known[key]
+        kwargs[key] = _coerce(value, hints[key], path, bool(f.metadata.get("file")))
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+    d = cfg.data
+    if not d.train and not d.heads:
+        raise ConfigError("config key 'data.train': no training file given")
+    if not 0.0 <= d.valid_fraction < 1.0:
+        raise ConfigError(f"config key 'data.valid_fraction': must be in [0, 1), got {d.valid_fraction}")
+    for name, head in d.heads.items():
+        if not head.train:
+            raise ConfigError(f"config key 'data.heads.{name}.train': no training file given")
+    for prefix, e0s, iso in [("data", d.e0s, d.isolated_atoms)] + [
+        (f"data.heads.{n}", h.e0s, h.isolated_atoms or d.isolated_atoms) for n, h in d.heads.items()
+    ]:
+        if isinstance(e0s, str) and e0s not in ("isolated", "fit"):
+            if not Path(e0s).is_file():
+                choices = _suggest(e0s, ["isolated", "fit"])
+                raise ConfigError(
+                    f"config key '{prefix}.e0s': expected 'isolated', 'fit', a mapping or a file; "
+                    f"file not found: {e0s}{choices}"
+                )
+        if e0s == "isolated" and iso is None and not d.heads:
+            raise ConfigError(f"config key '{prefix}.isolated_atoms': required when {prefix}.e0s is 'isolated'")
+    t = cfg.train
+    for key in ("max_epochs", "batch_size", "eval_interval"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"config key 'train.{key}': must be >= 1, got {getattr(t, key)}")
+    if t.lr <= 0:
+        raise ConfigError(f"config key 'train.lr': must be > 0, got {t.lr}")
+    if cfg.checkpoint.interval < 1 or cfg.checkpoint.keep < 1:
+        raise ConfigError("config key 'checkpoint.interval'/'checkpoint.keep': must be >= 1")
+    if len(cfg.optimiser.betas) != 2:
+        raise ConfigError(f"config key 'optimiser.betas': expected two numbers, got {cfg.optimiser.betas}")
+    if not 0.0 < cfg.ema.decay < 1.0:
+        raise ConfigError(f"config key 'ema.decay': must be in (0, 1), got {cfg.ema.decay}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into (``["a", "b", "c"]``, YAML-parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected key.sub=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}': empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
+    """Apply dotted ``key.sub=value`` overrides to the raw nested dict (in place; returned)."""
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override '{text}': '{'.'.join(parts[: i + 1])}' is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return data
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Validate a raw nested dict into a :class:`Config` (raises ConfigError)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: expected a mapping at the top level, got {type(data).__name__}")
+    cfg = _build(Config, data)
+    _validate(cfg)
+    return cfg
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML file into a dict (raises ConfigError with the file name)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}:{where}: invalid YAML: {getattr(err, 'problem', err)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    return data
+
+
+def load_config(path: str | os.PathLike | None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read, override and validate a configuration file."""
+    data = read_yaml(path) if path is not None else {}
+    apply_overrides(data, overrides)
+    return config_from_dict(data)
+
+
+def dump_config(cfg: Config, path: str | os.PathLike) -> None:
+    """Write the resolved configuration as YAML, atomically."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    os.replace(tmp, p)
