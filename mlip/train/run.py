@@ -1,0 +1,367 @@
+"""One training run from a :class:`mlip.config.Config`: data, statistics, model, trainer, final files.
+
+Run directory layout (``output_dir``): ``model.pt`` (EMA weights of the best epoch, safe model file),
+``checkpoints/epoch-NNNNN.pt``, ``metrics.jsonl``, ``config.yaml`` (resolved config),
+``learning_curve.png``, ``final_metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlip.config import Config, HeadConfig, dump_config
+from mlip.data.batch import collate, make_loader
+from mlip.data.configuration import Configuration
+from mlip.data.graph import configuration_to_graph, graph_sizes
+from mlip.data.io import is_isolated_atom, read_configurations
+from mlip.errors import ConfigError, DataError
+from mlip.nn.hparams import ModelHyperparameters
+from mlip.train import statistics
+from mlip.train.loss import PROPERTIES, LossWeights, WeightedLoss
+from mlip.train.metrics import budget_chunks, format_table
+from mlip.train.optim import build_ema, build_optimizer, build_scheduler
+from mlip.train.trainer import EvalSource, Trainer, TrainerHooks
+
+SPLITS = ("train", "valid", "test")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu. Asking for cuda without one is a ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("config key 'device': cuda requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (the only global state a run touches)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def check_dtypes(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Refuse a model whose floating parameters are not all ``dtype``."""
+    found = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    found |= {b.dtype for b in model.buffers() if b.is_floating_point()}
+    if found - {dtype}:
+        names = ", ".join(sorted(str(d).replace("torch.", "") for d in found))
+        want = str(dtype).replace("torch.", "")
+        raise ConfigError(f"config key 'dtype': mixed dtypes: model holds {names} but the run uses {want}")
+
+
+@dataclass
+class HeadData:
+    """The frames of one head, split into train/valid/test."""
+
+    name: str
+    spec: HeadConfig
+    train: list[Configuration] = field(default_factory=list)
+    valid: list[Configuration] = field(default_factory=list)
+    test: list[Configuration] = field(default_factory=list)
+    isolated: list[Configuration] = field(default_factory=list)
+
+
+def _head_specs(cfg: Config) -> dict[str, HeadConfig]:
+    """Heads with every key resolved (head value, else the data section's)."""
+    d = cfg.data
+    if not d.heads:
+        raw = {"Default": HeadConfig(train=d.train, valid=d.valid, test=d.test)}
+    else:
+        raw = d.heads
+    out = {}
+    for name, h in raw.items():
+        out[name] = HeadConfig(
+            train=h.train,
+            valid=h.valid,
+            valid_fraction=h.valid_fraction if h.valid_fraction is not None else d.valid_fraction,
+            test=h.test if h.test is not None else ([] if d.heads else d.test),
+            energy_key=h.energy_key or d.energy_key,
+            forces_key=h.forces_key or d.forces_key,
+            stress_key=h.stress_key or d.stress_key,
+            virials_key=h.virials_key or d.virials_key,
+            e0s=h.e0s if h.e0s is not None else d.e0s,
+            isolated_atoms=h.isolated_atoms or d.isolated_atoms,
+            weight=h.weight,
+            config_type_weights={**d.config_type_weights, **h.config_type_weights},
+        )
+    return out
+
+
+def _read(files: Sequence[str] | None, spec: HeadConfig, head: str) -> list[Configuration]:
+    configs: list[Configuration] = []
+    for path in files or []:
+        configs += read_configurations(
+            path,
+            energy_key=spec.energy_key or "energy",
+            forces_key=spec.forces_key or "forces",
+            stress_key=spec.stress_key or "stress",
+            virials_key=spec.virials_key or "virials",
+            head=head,
+        )
+    for c in configs:
+        if c.config_type in spec.config_type_weights:
+            c.weight *= spec.config_type_weights[c.config_type]
+    return configs
+
+
+def random_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (train, valid) with ``round(fraction * n)`` (at least 1 when fraction > 0) held out."""
+    if fraction <= 0 or n < 2:
+        return list(range(n)), []
+    n_valid = min(n - 1, max(1, int(round(fraction * n))))
+    perm = np.random.default_rng(seed).permutation(n)
+    valid = sorted(perm[:n_valid].tolist())
+    train = sorted(perm[n_valid:].tolist())
+    return train, valid
+
+
+def load_datasets(cfg: Config, log: Any = print) -> dict[str, HeadData]:
+    """Read every head's train/valid/test frames; isolated atoms are set apart for E0s."""
+    heads: dict[str, HeadData] = {}
+    split_seed = cfg.data.split_seed if cfg.data.split_seed is not None else cfg.seed
+    for name, spec in _head_specs(cfg).items():
+        hd = HeadData(name=name, spec=spec)
+        train = _read(spec.train, spec, name)
+        if spec.e0s == "isolated":
+            hd.isolated = [c for c in train if is_isolated_atom(c)]
+            train = [c for c in train if not is_isolated_atom(c)]
+            if spec.isolated_atoms:
+                hd.isolated += _read([spec.isolated_atoms], spec, name)
+        if spec.valid:
+            hd.valid = _read(spec.valid, spec, name)
+            hd.train = train
+        else:
+            tr, va = random_split(len(train), float(spec.valid_fraction or 0.0), split_seed)
+            hd.train = [train[i] for i in tr]
+            hd.valid = [train[i] for i in va]
+        hd.test = _read(spec.test, spec, name)
+        if not hd.train:
+            raise DataError(f"head '{name}': no training frames in {', '.join(spec.train or [])}")
+        heads[name] = hd
+    return heads
+
+
+def check_label_coverage(cfg: Config, heads: dict[str, HeadData], log: Any = print) -> None:
+    """Print which labels each split carries; a property with non-zero loss weight that no training frame
+    carries is a ConfigError."""
+    lw = {p: getattr(cfg.loss, f"{p}_weight") for p in PROPERTIES}
+    st = cfg.stage_two
+    for p in PROPERTIES:
+        v = getattr(st, f"{p}_weight")
+        if st.start_epoch is not None and v is not None:
+            lw[p] = max(lw[p], v)
+    lines = [f"{'head':<12} {'split':<6} {'frames':>7} " + " ".join(f"{p:>8}" for p in PROPERTIES)]
+    for name, hd in heads.items():
+        for split in SPLITS:
+            configs = getattr(hd, split)
+            counts = [sum(c.has(p) for c in configs) for p in PROPERTIES]
+            lines.append(f"{name[:12]:<12} {split:<6} {len(configs):>7} " + " ".join(f"{n:>8}" for n in counts))
+    log("label coverage (frames carrying each label):\n" + "\n".join(lines))
+    all_train = [c for hd in heads.values() for c in hd.train]
+    for p in PROPERTIES:
+        if lw[p] != 0.0 and not any(c.has(p) for c in all_train):
+            key = {"energy": "energy_key", "forces": "forces_key", "stress": "stress_key", "virials": "virials_key"}[p]
+            raise ConfigError(
+                f"config key 'loss.{p}_weight': is {lw[p]} but no training frame carries {p} "
+                f"(check data.{key} or set loss.{p}_weight=0)"
+            )
+
+
+def data_summary(heads: dict[str, HeadData]) -> str:
+    """A few lines describing the data (frames, atoms, elements per head and split)."""
+    from ase.data import chemical_symbols
+
+    lines = []
+    for name, hd in heads.items():
+        for split in SPLITS:
+            configs = getattr(hd, split)
+            if not configs:
+                continue
+            n_atoms = sum(c.n_atoms for c in configs)
+            zs = sorted({int(z) for c in configs for z in c.numbers})
+            types = sorted({c.config_type for c in configs})
+            lines.append(
+                f"head {name}: {split}: {len(configs)} frames, {n_atoms} atoms, elements "
+                f"{' '.join(chemical_symbols[z] for z in zs)}, config types {', '.join(types[:6])}"
+                + (" ..." if len(types) > 6 else "")
+            )
+    return "\n".join(lines)
+
+
+def eval_batches(
+    graphs: list[dict[str, Any]],
+    config_types: list[str],
+    batch_size: int,
+    dtype: torch.dtype,
+    max_atoms: int | None,
+    max_edges: int | None,
+) -> EvalSource:
+    """Deterministic, in-order batches under the same budget rule as training."""
+    sizes = [graph_sizes(g) for g in graphs]
+    chunks = budget_chunks([a for a, _ in sizes], [e for _, e in sizes], batch_size, max_atoms, max_edges)
+
+    def batches() -> Iterator[tuple[dict[str, torch.Tensor], list[str]]]:
+        for idx in chunks:
+            yield collate([graphs[i] for i in idx], dtype=dtype), [config_types[i] for i in idx]
+
+    return EvalSource(name="", batches=batches)
+
+
+def build_hparams(cfg: Config, heads: dict[str, HeadData], log: Any = print) -> ModelHyperparameters:
+    """Model hyper-parameters from the config plus training-set statistics."""
+    names = list(heads)
+    train_all = [c for hd in heads.values() for c in hd.train]
+    zs = sorted({int(z) for hd in heads.values() for split in SPLITS for c in getattr(hd, split) for z in c.numbers})
+    zs = sorted(set(zs) | {int(z) for hd in heads.values() for c in hd.isolated for z in c.numbers})
+    e0s = []
+    for name, hd in heads.items():
+        e0 = statistics.atomic_energies(hd.spec.e0s, hd.train, hd.isolated, zs, where=f"data.heads.{name}.e0s"
+                                        if cfg.data.heads else "data.e0s")
+        e0s.append([float(e0[z]) for z in zs])
+    r_max = float(cfg.model.r_max)
+    avg_nn = statistics.avg_num_neighbors(train_all, r_max)
+    scale, shift = [], []
+    for i, (name, hd) in enumerate(heads.items()):
+        e0_map = dict(zip(zs, e0s[i]))
+        sc, sh = statistics.scale_shift(hd.train, e0_map, cfg.model.scaling)
+        scale.append(sc)
+        shift.append(sh)
+    hp = ModelHyperparameters(
+        atomic_numbers=zs,
+        heads=names,
+        atomic_energies=e0s,
+        scale=scale,
+        shift=shift,
+        avg_num_neighbors=avg_nn,
+        **cfg.model_kwargs(),
+    )
+    from ase.data import chemical_symbols
+
+    for i, name in enumerate(names):
+        pretty = ", ".join(f"{chemical_symbols[z]}: {e:.4f}" for z, e in zip(zs, e0s[i]))
+        log(f"head {name}: E0s (eV) {{{pretty}}}; scale {scale[i]:.4g}, shift {shift[i]:.4g} eV/atom")
+    log(f"average number of neighbours: {avg_nn:.4f}")
+    return hp
+
+
+def _plot(run_dir: Path) -> None:
+    from mlip.train.plot import plot_learning_curves
+
+    try:
+        plot_learning_curves(run_dir / "metrics.jsonl", run_dir / "learning_curve.png")
+    except Exception as err:  # noqa: BLE001 - a plot must never fail a finished run
+        print(f"warning: learning-curve plot failed: {err}")
+
+
+def train(cfg: Config, resume: bool = False, hooks: TrainerHooks | None = None, log: Any = print) -> Path:
+    """Run training as configured; return the path of the final model file."""
+    from mlip.io.model_file import save_model
+    from mlip.nn.model import build_model
+
+    hooks = hooks or TrainerHooks()
+    run_dir = Path(cfg.output_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    if not resume and hooks.is_main and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
+        raise ConfigError(
+            f"config key 'output_dir': {run_dir} already holds checkpoints; use --resume to continue "
+            f"or choose another output_dir"
+        )
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype)
+    seed_everything(cfg.seed)
+    if hooks.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, run_dir / "config.yaml")
+        if not resume and (run_dir / "metrics.jsonl").exists():
+            (run_dir / "metrics.jsonl").unlink()
+
+    heads = load_datasets(cfg, log)
+    if hooks.is_main:
+        log(data_summary(heads))
+    check_label_coverage(cfg, heads, log if hooks.is_main else (lambda s: None))
+    hp = build_hparams(cfg, heads, log if hooks.is_main else (lambda s: None))
+    model = build_model(hp).to(device=device, dtype=dtype)
+    check_dtypes(model, dtype)
+
+    head_names = list(heads)
+    graphs: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+    ctypes: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for hd in heads.values():
+        for split in SPLITS:
+            for c in getattr(hd, split):
+                graphs[split].append(configuration_to_graph(c, hp.r_max, head_names))
+                ctypes[split].append(c.config_type)
+
+    t = cfg.train
+    loader = make_loader(
+        graphs["train"], t.batch_size, shuffle=True, seed=cfg.seed, dtype=dtype,
+        max_atoms=t.max_atoms_per_batch, max_edges=t.max_edges_per_batch,
+    )
+    vbs = t.valid_batch_size or t.batch_size
+    valid = None
+    if graphs["valid"]:
+        valid = eval_batches(graphs["valid"], ctypes["valid"], vbs, dtype, t.max_atoms_per_batch, t.max_edges_per_batch)
+        valid.name = "valid"
+
+    lw = LossWeights(cfg.loss.energy_weight, cfg.loss.forces_weight, cfg.loss.stress_weight, cfg.loss.virials_weight)
+    loss_fn = WeightedLoss(cfg.loss.type, lw, cfg.loss.huber_delta, [hd.spec.weight for hd in heads.values()])
+    optimizer = build_optimizer(model, cfg.optimiser, t.lr)
+    scheduler = build_scheduler(optimizer, cfg.schedule, t.max_epochs)
+    ema = build_ema(model, cfg.ema)
+
+    metadata = {"config": cfg.to_dict()}
+
+    def on_improve(m: torch.nn.Module, epoch: int) -> None:
+        save_model(m, run_dir / "model.pt", metadata={**metadata, "epoch": epoch})
+
+    trainer = Trainer(
+        model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler, ema=ema,
+        train_loader=loader, valid=valid, cfg=cfg, run_dir=run_dir, heads=head_names, device=device,
+        hooks=hooks, extra_state={"hparams": hp.to_dict()}, on_improve=on_improve, log=log,
+    )
+    if resume:
+        if not trainer.resume() and hooks.is_main:
+            log(f"--resume: no checkpoint in {ckpt_dir}; starting from scratch")
+    state = trainer.fit()
+    trainer.load_best()
+    final_path = run_dir / "model.pt"
+    if hooks.is_main:
+        save_model(model, final_path, metadata={**metadata, "epoch": state.best_epoch})
+        final: dict[str, Any] = {"best_epoch": state.best_epoch, "best_valid_loss": state.best_loss,
+                                 "n_skipped": state.n_skipped}
+        for split in SPLITS:
+            if not graphs[split]:
+                continue
+            src = eval_batches(graphs[split], ctypes[split], vbs, dtype, t.max_atoms_per_batch, t.max_edges_per_batch)
+            from mlip.train.metrics import evaluate
+
+            errors, _ = evaluate(model, src.batches, head_names, loss_fn.needs_stress() or _any_stress(heads, split),
+                                 None, device)
+            final[split] = errors.grouped()
+            log(format_table(final[split], f"final model (epoch {state.best_epoch}) on {split}:"))
+        tmp = run_dir / ".final_metrics.json.tmp"
+        tmp.write_text(json.dumps(final, indent=1))
+        os.replace(tmp, run_dir / "final_metrics.json")
+        _plot(run_dir)
+        log(f"model written to {final_path}")
+    hooks.barrier()
+    return final_path
+
+
+def _any_stress(heads: dict[str, HeadData], split: str) -> bool:
+    return any(c.has("stress") or c.has("virials") for hd in heads.values() for c in getattr(hd, split))
