@@ -1,0 +1,81 @@
+"""Neighbour lists with periodic images (vesin), in the edge convention of docs/architecture.md.
+
+An edge is (sender s, receiver r, integer lattice translation S) with
+``vectors = positions[r] - positions[s] + S @ cell`` (Angstrom). Every pair closer than the cutoff
+appears in both directions; an atom is its own neighbour only through a non-zero translation
+(cells smaller than the cutoff). vesin handles triclinic cells, cells smaller than the cutoff (many
+images), mixed periodicity (slabs, wires) and non-periodic systems with a zero cell.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import vesin
+
+from mlip.errors import DataError
+
+
+def neighbor_list(
+    positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All directed pairs closer than ``cutoff``.
+
+    Args:
+        positions: [N, 3] Cartesian positions (Angstrom); they need not lie inside the cell.
+        cell: [3, 3] lattice vectors as rows (Angstrom). Ignored along non-periodic directions;
+            may be all zeros for a non-periodic system.
+        pbc: [3] periodicity along each cell vector.
+        cutoff: radius (Angstrom), > 0.
+
+    Returns:
+        ``(sender [E] int64, receiver [E] int64, unit_shifts [E, 3] int64, distances [E] float64)``
+        with ``|positions[receiver] - positions[sender] + unit_shifts @ cell| = distances < cutoff``.
+
+    Raises:
+        DataError: a periodic direction whose cell vectors are degenerate (zero volume spanned).
+    """
+    positions = np.ascontiguousarray(positions, dtype=np.float64).reshape(-1, 3)
+    cell = np.ascontiguousarray(cell, dtype=np.float64).reshape(3, 3)
+    pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))
+    if not cutoff > 0:
+        raise ValueError(f"cutoff must be positive, got {cutoff}")
+    n = positions.shape[0]
+    if n == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy(), np.zeros((0, 3), dtype=np.int64), np.zeros(0)
+    if pbc.any():
+        _check_periodic_cell(cell, pbc)
+    else:
+        cell = np.zeros((3, 3))
+    calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+    i, j, shifts, distances = calculator.compute(
+        points=positions, box=cell, periodic=[bool(p) for p in pbc], quantities="ijSd"
+    )
+    sender = np.asarray(i, dtype=np.int64)
+    receiver = np.asarray(j, dtype=np.int64)
+    unit_shifts = np.asarray(shifts, dtype=np.int64).reshape(-1, 3)
+    distances = np.asarray(distances, dtype=np.float64)
+    # vesin never returns zero-shift self pairs, but keep the contract explicit.
+    keep = ~((sender == receiver) & ~unit_shifts.any(axis=1))
+    if not keep.all():
+        sender, receiver, unit_shifts, distances = (
+            sender[keep], receiver[keep], unit_shifts[keep], distances[keep]
+        )
+    return sender, receiver, unit_shifts, distances
+
+
+def edge_vectors(
+    positions: np.ndarray, cell: np.ndarray, sender: np.ndarray, receiver: np.ndarray,
+    unit_shifts: np.ndarray,
+) -> np.ndarray:
+    """Edge vectors ``positions[receiver] - positions[sender] + unit_shifts @ cell``, [E, 3] (Angstrom)."""
+    return positions[receiver] - positions[sender] + unit_shifts @ cell
+
+
+def _check_periodic_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
+    periodic = cell[pbc]
+    # The periodic vectors must be linearly independent (rank = number of periodic directions).
+    if np.linalg.matrix_rank(periodic, tol=1e-8) < periodic.shape[0]:
+        raise DataError(
+            f"cell {cell.tolist()} is degenerate along the periodic directions {pbc.tolist()}"
+        )
