@@ -1,0 +1,346 @@
+"""ASE calculator for mlip models.
+
+``MLIPCalculator(model, device, dtype, head, compile, backend, skin)`` gives ASE the energy,
+free energy, forces, stress (cells periodic in all three directions; Voigt order
+``xx yy zz yz xz xy``, eV/A^3) and per-atom energies (``results["energies"]``, eV, incl. E0).
+It works unchanged with ASE's MD integrators, optimisers and cell filters.
+
+Design (details in docs/inference.md):
+
+* The model is copied and cast to the calculator's device and dtype; the caller's module is not
+  touched, no global torch state is changed, so float32 and float64 calculators coexist.
+* Inputs are checked before any computation: unknown elements, bad head names, degenerate
+  periodic cells and cells so thin that the neighbour search would need an exploding number of
+  periodic images raise :class:`mlip.errors.DataError` / :class:`mlip.errors.ConfigError`.
+* Verlet-style neighbour-list reuse: the list is built with cutoff ``r_max + skin`` and reused
+  while no atom has moved more than ``skin / 2`` since the build and cell, pbc and numbers are
+  unchanged. Every call filters the cached pairs to ``distance < r_max`` and puts the edges in a
+  canonical order, so the model sees exactly the edges of a fresh rebuild in the same order and
+  results are bitwise identical to ``skin=0`` (a rebuild every call).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from mlip.errors import ConfigError, DataError
+from mlip.inference import compile_model, evaluate
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+BACKENDS = ("e3nn", "cueq")
+DEFAULT_MAX_IMAGES = 20_000
+"""Largest number of periodic images (product over periodic directions of ``2 ceil(cutoff/width) + 1``)
+the neighbour search may need before a cell counts as too small for the cutoff."""
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------------------------
+def perpendicular_widths(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
+    """Spacing between periodic images along each periodic direction (Angstrom; ``inf`` if not periodic).
+
+    For direction ``i`` it is the length of the component of ``cell[i]`` orthogonal to the other
+    periodic lattice vectors: ``V / |a_j x a_k|`` in a 3D-periodic cell, ``|a_i x a_j| / |a_j|`` in
+    a slab, ``|a_i|`` in a wire. Zero means a degenerate periodic cell.
+    """
+    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    pbc = np.asarray(pbc, dtype=bool).reshape(3)
+    widths = np.full(3, np.inf)
+    for i in np.flatnonzero(pbc):
+        others = cell[[j for j in np.flatnonzero(pbc) if j != i]]
+        vector = cell[i]
+        if len(others):
+            # Orthogonal complement of span(others) via least squares projection.
+            coeffs, *_ = np.linalg.lstsq(others.T, vector, rcond=None)
+            vector = vector - others.T @ coeffs
+        widths[i] = float(np.linalg.norm(vector))
+    return widths
+
+
+def check_cell(cell: np.ndarray, pbc: np.ndarray, cutoff: float, max_images: int = DEFAULT_MAX_IMAGES) -> None:
+    """Raise :class:`DataError` for a periodic cell that is degenerate or too small for ``cutoff``.
+
+    "Too small" means the neighbour search within ``cutoff`` would have to visit more than
+    ``max_images`` periodic images, ``prod_i (2 ceil(cutoff / w_i) + 1)`` over periodic directions
+    with perpendicular widths ``w_i``. Cells narrower than the cutoff are fine otherwise (the
+    neighbour list includes an atom's own images); only absurdly thin cells, whose atom density
+    makes the edge count explode, are refused. A width below ``1e-6 * cutoff`` (zero volume,
+    collinear or zero lattice vectors) is a degenerate cell.
+    """
+    pbc = np.asarray(pbc, dtype=bool).reshape(3)
+    if not pbc.any():
+        return
+    widths = perpendicular_widths(cell, pbc)
+    if np.any(widths[pbc] < 1e-6 * cutoff):
+        raise DataError(
+            f"degenerate periodic cell {np.asarray(cell).tolist()} (pbc {pbc.tolist()}): "
+            "the periodic lattice vectors span zero volume"
+        )
+    counts = [2 * math.ceil(cutoff / w) + 1 for w in widths[pbc]]
+    if math.prod(counts) > max_images:
+        narrow = int(np.argmin(np.where(pbc, widths, np.inf)))
+        raise DataError(
+            f"cell too small for the model's cutoff: periodic direction {narrow} has width "
+            f"{widths[narrow]:.4g} A, so a cutoff of {cutoff:.4g} A needs "
+            f"{'x'.join(map(str, counts))} = {math.prod(counts)} periodic images (limit {max_images})"
+        )
+
+
+def check_elements(numbers: np.ndarray, known: list[int]) -> None:
+    """Raise :class:`DataError` naming the elements of ``numbers`` that the model does not know."""
+    unknown = sorted(set(int(z) for z in np.unique(numbers)) - set(known))
+    if unknown:
+        from ase.data import chemical_symbols
+
+        names = ", ".join(f"{chemical_symbols[z]} (Z={z})" for z in unknown)
+        have = ", ".join(chemical_symbols[z] for z in known)
+        raise DataError(f"atoms contain element(s) {names} unknown to the model; it knows {have}")
+
+
+def select_head(heads: list[str], head: str | None) -> int:
+    """Index of ``head`` in ``heads``; ``None`` picks the only head or ``"Default"``."""
+    if head is None:
+        if len(heads) == 1:
+            return 0
+        if "Default" in heads:
+            return heads.index("Default")
+        raise ConfigError(f"the model has several heads {heads}; choose one with head=...")
+    if head not in heads:
+        raise ConfigError(f"unknown head {head!r}; the model's heads are {heads}")
+    return heads.index(head)
+
+
+# --------------------------------------------------------------------------------------------
+# neighbour list with a skin
+# --------------------------------------------------------------------------------------------
+def canonical_order(sender: np.ndarray, receiver: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Permutation sorting edges by (receiver, sender, shift x, y, z): a list-independent order."""
+    return np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], sender, receiver))
+
+
+class SkinNeighborList:
+    """Neighbour list with cutoff ``cutoff + skin``, rebuilt only when needed.
+
+    ``update(positions, cell, pbc, numbers)`` returns ``(edge_index [2,E], unit_shifts [E,3])``
+    (int64 numpy) of all pairs closer than ``cutoff`` at the current positions, in canonical order.
+    The cached list is rebuilt when an atom moved more than ``skin / 2`` since the last build
+    (then no pair can have come from beyond ``cutoff + skin``) or cell, pbc or numbers changed.
+    """
+
+    def __init__(self, cutoff: float, skin: float) -> None:
+        if skin < 0:
+            raise ConfigError(f"skin must be >= 0, got {skin}")
+        self.cutoff = float(cutoff)
+        self.skin = float(skin)
+        self.num_builds = 0
+        self._key: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._reference: np.ndarray | None = None
+        self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def _needs_rebuild(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, numbers: np.ndarray) -> bool:
+        if self._key is None or self._reference is None:
+            return True
+        old_cell, old_pbc, old_numbers = self._key
+        if not (np.array_equal(cell, old_cell) and np.array_equal(pbc, old_pbc) and np.array_equal(numbers, old_numbers)):
+            return True
+        if self.skin == 0:
+            return True
+        moved = np.sqrt(((positions - self._reference) ** 2).sum(axis=1).max(initial=0.0))
+        return bool(moved > 0.5 * self.skin)
+
+    def update(
+        self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, numbers: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        from mlip.data.neighbors import neighbor_list
+
+        if self._needs_rebuild(positions, cell, pbc, numbers):
+            sender, receiver, shifts, _ = neighbor_list(positions, cell, pbc, self.cutoff + self.skin)
+            self._pairs = (sender, receiver, shifts.astype(np.int64))
+            self._key = (cell.copy(), pbc.copy(), numbers.copy())
+            self._reference = positions.copy()
+            self.num_builds += 1
+        assert self._pairs is not None
+        sender, receiver, shifts = self._pairs
+        vectors = positions[receiver] - positions[sender] + shifts @ cell
+        keep = np.einsum("ij,ij->i", vectors, vectors) < self.cutoff**2
+        sender, receiver, shifts = sender[keep], receiver[keep], shifts[keep]
+        order = canonical_order(sender, receiver, shifts)
+        return np.stack([sender[order], receiver[order]]), shifts[order]
+
+
+# --------------------------------------------------------------------------------------------
+# model handling
+# --------------------------------------------------------------------------------------------
+def _resolve_device(device: str | torch.device) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but CUDA is not available")
+    return device
+
+
+def prepare_model(
+    model: str | Path | torch.nn.Module, device: torch.device, dtype: torch.dtype, backend: str = "e3nn"
+) -> torch.nn.Module:
+    """Load (path) or copy (module) a model onto ``device``/``dtype`` in eval mode, frozen.
+
+    A module argument is deep-copied first, so the caller's module keeps its device, dtype,
+    training mode and ``requires_grad`` flags.
+    """
+    if isinstance(model, (str, Path)):
+        from mlip.io.model_file import load_model
+
+        loaded = load_model(model, device=device, dtype=dtype)
+    elif isinstance(model, torch.nn.Module):
+        loaded = copy.deepcopy(model).to(device=device, dtype=dtype)
+    else:
+        raise ConfigError(f"model must be a path or a torch.nn.Module, got {type(model).__name__}")
+    _refresh_coupling_constants(loaded)
+    loaded = _to_backend(loaded, backend)
+    loaded.eval()
+    for parameter in loaded.parameters():
+        parameter.requires_grad_(False)
+    return loaded
+
+
+def _refresh_coupling_constants(model: torch.nn.Module) -> None:
+    """Recompute cached Wigner-3j buffers exactly after a dtype cast (float32 -> float64 would round them)."""
+    try:
+        from mlip.nn.model import refresh_wigner_buffers
+    except ImportError:  # a model that is not mlip's MACE
+        return
+    refresh_wigner_buffers(model)
+
+
+def _to_backend(model: torch.nn.Module, backend: str) -> torch.nn.Module:
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
+    current = getattr(getattr(model, "hparams", None), "backend", "e3nn")
+    if current == backend:
+        return model
+    try:
+        from mlip.nn.backends import convert_backend  # type: ignore[attr-defined]
+    except ImportError as err:
+        raise ConfigError(f"backend {backend!r} is not available in this installation ({err})") from None
+    return convert_backend(model, backend)
+
+
+def _model_elements(model: torch.nn.Module) -> list[int]:
+    numbers = model.atomic_numbers
+    if isinstance(numbers, torch.Tensor):
+        numbers = numbers.tolist()
+    return [int(z) for z in numbers]
+
+
+# --------------------------------------------------------------------------------------------
+# the calculator
+# --------------------------------------------------------------------------------------------
+class MLIPCalculator(Calculator):
+    """ASE calculator running an mlip model.
+
+    Args:
+        model: path of a model file (``mlip.io.model_file``) or a model module (copied).
+        device: ``"cpu"`` or ``"cuda"`` (or any torch device string).
+        dtype: ``"float32"`` or ``"float64"``; the model copy and all inputs use it.
+        head: output head by name; ``None`` picks the only head, or ``"Default"``.
+        compile: evaluate through :func:`mlip.inference.compile_model` (``torch.compile``,
+            dynamic shapes) instead of the eager forward.
+        backend: ``"e3nn"`` or ``"cueq"`` (converted when it differs from the model's).
+        skin: neighbour-list skin (Angstrom); 0 rebuilds the list at every call.
+        max_images: limit of periodic images before a cell counts as too small (see :func:`check_cell`).
+
+    ``results``: ``energy``, ``free_energy`` (eV), ``forces`` [N,3] (eV/A), ``energies`` [N] (eV),
+    and ``stress`` (Voigt 6, eV/A^3) when the cell is periodic in all three directions.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
+
+    def __init__(
+        self,
+        model: str | Path | torch.nn.Module,
+        device: str = "cpu",
+        dtype: str = "float64",
+        head: str | None = None,
+        compile: bool = False,
+        backend: str = "e3nn",
+        skin: float = 0.5,
+        max_images: int = DEFAULT_MAX_IMAGES,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {dtype!r}; choose one of {list(DTYPES)}")
+        self.device = _resolve_device(device)
+        self.dtype = DTYPES[dtype]
+        self.model = prepare_model(model, self.device, self.dtype, backend)
+        self.heads = list(self.model.heads)
+        self.head_index = select_head(self.heads, head)
+        self.head = self.heads[self.head_index]
+        self.elements = _model_elements(self.model)
+        self.r_max = float(self.model.r_max)
+        self.max_images = int(max_images)
+        self.neighbors = SkinNeighborList(self.r_max, skin)
+        self.potential = compile_model(self.model) if compile else None
+
+    # -- ASE interface ---------------------------------------------------------------------
+    def calculate(
+        self, atoms: Any = None, properties: list[str] | None = None, system_changes: list[str] = all_changes
+    ) -> None:
+        properties = properties or ["energy"]
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        periodic3d = bool(np.all(atoms.pbc))
+        if "stress" in properties and not periodic3d:
+            raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+        batch = self.make_batch(atoms)
+        out = self.evaluate(batch, compute_stress=periodic3d)
+        energy = float(out["energy"][0])
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": out["forces"].cpu().numpy().astype(np.float64),
+            "energies": out["node_energy"].cpu().numpy().astype(np.float64),
+        }
+        if periodic3d:
+            stress = out["stress"][0].cpu().numpy().astype(np.float64)
+            self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+
+    # -- building blocks (usable without ASE's caching) -------------------------------------
+    def make_batch(self, atoms: Any) -> dict[str, torch.Tensor]:
+        """Check ``atoms`` and build the one-graph batch dict (docs/architecture.md) on device/dtype."""
+        numbers = np.asarray(atoms.numbers, dtype=np.int64)
+        positions = np.asarray(atoms.positions, dtype=np.float64)
+        cell = np.asarray(atoms.cell.array, dtype=np.float64)
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        check_elements(numbers, self.elements)
+        check_cell(cell, pbc, self.r_max + self.neighbors.skin, self.max_images)
+        if not np.all(np.isfinite(positions)):
+            raise DataError("atoms have non-finite positions")
+        edge_index, shifts = self.neighbors.update(positions, cell, pbc, numbers)
+        n = len(numbers)
+        as_float = {"dtype": self.dtype, "device": self.device}
+        as_long = {"dtype": torch.long, "device": self.device}
+        return {
+            "positions": torch.as_tensor(positions, **as_float),
+            "numbers": torch.as_tensor(numbers, **as_long),
+            "batch": torch.zeros(n, **as_long),
+            "ptr": torch.tensor([0, n], **as_long),
+            "edge_index": torch.as_tensor(edge_index, **as_long),
+            "unit_shifts": torch.as_tensor(shifts, **as_float),
+            "cell": torch.as_tensor(cell, **as_float).reshape(1, 3, 3),
+            "pbc": torch.as_tensor(pbc, device=self.device).reshape(1, 3),
+            "head": torch.tensor([self.head_index], **as_long),
+        }
+
+    def evaluate(self, batch: dict[str, torch.Tensor], compute_stress: bool = False) -> dict[str, torch.Tensor]:
+        """Energy, node energies, forces (and stress) of a batch, eager or compiled."""
+        if self.potential is not None:
+            return self.potential(batch, compute_stress=compute_stress)
+        return evaluate(self.model, batch, compute_stress=compute_stress)

@@ -1,0 +1,176 @@
+"""Energy + forces (+ stress) evaluation of a model for inference, eager or ``torch.compile``'d.
+
+Two evaluation paths share one output format (``energy [B]``, ``node_energy [N]``, ``forces [N,3]``
+and, with ``compute_stress``, ``stress``/``virials [B,3,3]``; units eV, eV/A, eV/A^3, eV):
+
+* :func:`evaluate` -- the eager path: the model's own ``forward(batch, compute_forces=True, ...)``.
+* :class:`CompiledPotential` (built by :func:`compile_model`) -- the compiled path. Only the
+  *energy* function is handed to ``torch.compile``; forces and stress are taken with
+  ``torch.autograd.grad`` outside it. AOTAutograd traces the backward of the compiled region
+  ahead of time, so the backward pass (the force computation) runs as a compiled inductor graph
+  too, and the whole energy+forces(+stress) evaluation is two compiled kernels-graphs with no
+  graph break. (Calling ``torch.autograd.grad`` *inside* the compiled function graph-breaks unless
+  the global ``torch._dynamo.config.trace_autograd_ops`` is switched on, which library code must
+  not do; see docs/inference.md.)
+
+  Stress uses the strain trick outside the model: positions and cell are multiplied by
+  ``(1 + eps)`` with a symmetric ``eps`` that requires grad, and ``virials = -dE/d eps``,
+  ``stress = (1/V) dE/d eps`` (ASE sign, docs/architecture.md).
+
+Dynamic shapes, not padding: before every call the atom dimension (``positions``, ``numbers``,
+``batch``) and the edge dimension (``edge_index`` dim 1, ``unit_shifts`` dim 0) are marked dynamic
+with ``torch._dynamo.maybe_mark_dynamic``, so the graph is compiled once with symbolic sizes and a
+different number of atoms or edges does not recompile. (Sizes 0 and 1 are specialised by dynamo
+and do recompile once, e.g. an isolated atom with no edges.) :attr:`CompiledPotential.num_compiles`
+counts the graphs compiled for this instance.
+
+No global state is changed: no default dtype, no dynamo config.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+NODE_KEYS: tuple[str, ...] = ("positions", "numbers", "batch")
+"""Batch entries whose dimension 0 is the atom count."""
+EDGE_DIMS: tuple[tuple[str, int], ...] = (("edge_index", 1), ("unit_shifts", 0))
+"""Batch entries with an edge-count dimension, and which dimension."""
+
+
+def evaluate(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], compute_stress: bool = False
+) -> dict[str, torch.Tensor]:
+    """Eager energy, node energies, forces (and stress/virials) from the model's own forward.
+
+    Returns detached tensors: ``energy [B]`` (eV), ``node_energy [N]`` (eV), ``forces [N,3]`` (eV/A),
+    and with ``compute_stress`` ``stress [B,3,3]`` (eV/A^3) and ``virials [B,3,3]`` (eV).
+    """
+    out = model(batch, compute_forces=True, compute_stress=compute_stress, training=False)
+    keys = ["energy", "node_energy", "forces"] + (["stress", "virials"] if compute_stress else [])
+    return {key: out[key].detach() for key in keys if out.get(key) is not None}
+
+
+def _symmetric(displacement: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (displacement + displacement.transpose(-1, -2))
+
+
+def strain_batch(
+    batch: dict[str, torch.Tensor], displacement: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """A copy of ``batch`` with positions and cell strained by ``1 + sym(displacement)``.
+
+    ``displacement [B,3,3]`` is usually zero and requires grad, so ``dE/d displacement`` is the
+    strain derivative at zero strain. Positions are row vectors: ``r' = r (1 + eps)``.
+    """
+    eps = _symmetric(displacement)
+    positions = batch["positions"]
+    strained = dict(batch)
+    strained["positions"] = positions + torch.einsum("ni,nij->nj", positions, eps[batch["batch"]])
+    strained["cell"] = batch["cell"] + torch.matmul(batch["cell"], eps)
+    return strained
+
+
+def _energy_function(model: torch.nn.Module) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """``f(batch, displacement) -> (energy [B], node_energy [N])`` of a strained batch."""
+
+    def energy(batch: dict[str, torch.Tensor], displacement: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = model(strain_batch(batch, displacement), compute_forces=False, compute_stress=False, training=False)
+        return out["energy"], out["node_energy"]
+
+    return energy
+
+
+def energy_forces_stress(
+    energy_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    batch: dict[str, torch.Tensor],
+    compute_stress: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Run ``energy_fn`` and differentiate it: forces ``-dE/dr``, virials ``-dE/d eps``, stress ``virials/-V``.
+
+    Works for any energy function of a (strained) batch, compiled or not. Returns detached tensors
+    in the format of :func:`evaluate`.
+    """
+    positions = batch["positions"].detach().requires_grad_(True)
+    num_graphs = batch["cell"].shape[0]
+    displacement = torch.zeros(
+        (num_graphs, 3, 3), dtype=positions.dtype, device=positions.device, requires_grad=compute_stress
+    )
+    inputs = dict(batch)
+    inputs["positions"] = positions
+    _mark_dynamic(inputs)
+    with torch.enable_grad():
+        energy, node_energy = energy_fn(inputs, displacement)
+        wrt = [positions, displacement] if compute_stress else [positions]
+        grads = torch.autograd.grad(energy.sum(), wrt, allow_unused=True)
+    forces = _zeros_if_none(grads[0], positions)
+    out = {"energy": energy.detach(), "node_energy": node_energy.detach(), "forces": -forces}
+    if compute_stress:
+        de_deps = _zeros_if_none(grads[1], displacement)
+        volume = torch.linalg.det(batch["cell"]).abs()
+        periodic = batch["pbc"].any(dim=-1) & (volume > 0)
+        safe_volume = torch.where(periodic, volume, torch.ones_like(volume))
+        stress = de_deps / safe_volume[:, None, None]
+        out["virials"] = -de_deps
+        out["stress"] = torch.where(periodic[:, None, None], stress, torch.zeros_like(stress))
+    return out
+
+
+def _zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if grad is None else grad.detach()
+
+
+def _mark_dynamic(batch: dict[str, torch.Tensor]) -> None:
+    """Mark the atom and edge dimensions dynamic (no-op outside torch.compile)."""
+    for key in NODE_KEYS:
+        if key in batch:
+            torch._dynamo.maybe_mark_dynamic(batch[key], 0)
+    for key, dim in EDGE_DIMS:
+        if key in batch:
+            torch._dynamo.maybe_mark_dynamic(batch[key], dim)
+
+
+class CompiledPotential:
+    """A ``torch.compile``'d energy + forces (+ stress) evaluator of one model.
+
+    Args:
+        model: the model (``forward(batch, compute_forces, compute_stress, training)`` contract).
+            It is used as is (not copied); put it in ``eval()`` mode on the wanted device/dtype first.
+        mode: ``torch.compile`` mode (``None`` = default). Avoid CUDA-graph modes
+            (``"reduce-overhead"``) with changing sizes.
+        fullgraph: passed to ``torch.compile``; True makes a graph break an error.
+
+    Call it like :func:`evaluate`: ``potential(batch, compute_stress=False) -> dict``.
+    """
+
+    def __init__(self, model: torch.nn.Module, mode: str | None = None, fullgraph: bool = False) -> None:
+        self.model = model
+        self.num_compiles = 0
+        """Graphs compiled so far (counted by the wrapping backend; only with the default mode)."""
+        energy = _energy_function(model)
+        if mode is None:
+            self._energy = torch.compile(energy, backend=self._backend, fullgraph=fullgraph, dynamic=None)
+        else:
+            self._energy = torch.compile(energy, mode=mode, fullgraph=fullgraph, dynamic=None)
+
+    def _backend(self, graph_module: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..., Any]:
+        """Inductor, counting every graph it is asked to compile."""
+        from torch._inductor.compile_fx import compile_fx
+
+        self.num_compiles += 1
+        return compile_fx(graph_module, example_inputs)
+
+    def __call__(self, batch: dict[str, torch.Tensor], compute_stress: bool = False) -> dict[str, torch.Tensor]:
+        return energy_forces_stress(self._energy, batch, compute_stress=compute_stress)
+
+
+def compile_model(model: torch.nn.Module, mode: str | None = None, fullgraph: bool = False) -> CompiledPotential:
+    """Compile ``model`` for inference: returns a :class:`CompiledPotential` (a callable).
+
+    Example::
+
+        potential = compile_model(model.eval())
+        out = potential(batch, compute_stress=True)   # energy, node_energy, forces, stress, virials
+    """
+    return CompiledPotential(model, mode=mode, fullgraph=fullgraph)
