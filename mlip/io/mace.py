@@ -1,0 +1,238 @@
+"""Import mace-torch models (hyper-parameters JSON + state-dict NPZ, or a ``.model`` file).
+
+Conventions mapped on import (see docs/model.md):
+
+* Tensor-product paths with odd ``l1 + l2 + l3``: e3nn 0.4.4's ``wigner_3j`` (used by mace-torch) is
+  the negative of e3nn 0.6's, so the radial-MLP outputs that weight those paths are negated.
+* Symmetric-contraction weights are given in mace's ``U_matrix_*`` bases; we solve
+  ``sym(U_mace) = U_ours T`` by least squares (residual checked < 1e-10) and use ``W_ours = T W_mace``.
+* Interaction classes map to ``interaction`` kinds; per-head E0s and scale/shift come from the state dict.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlip.errors import ConfigError, ModelFileError
+from mlip.nn.coupling import basis_transform
+from mlip.nn.hparams import ModelHyperparameters
+from mlip.nn.interaction import NonLinearInteraction
+from mlip.nn.model import MACE, build_model
+
+INTERACTION_CLASSES = {
+    "RealAgnosticResidualInteractionBlock": "residual",
+    "RealAgnosticInteractionBlock": "plain",
+    "RealAgnosticDensityInteractionBlock": "density",
+    "RealAgnosticDensityResidualInteractionBlock": "density_residual",
+    "RealAgnosticResidualNonLinearInteractionBlock": "nonlinear",
+}
+
+_BASIS_TOL = 1e-10
+
+
+def _class_name(value: Any) -> str:
+    name = str(value)
+    for key in INTERACTION_CLASSES:
+        if key in name:
+            return key
+    raise ConfigError(f"unsupported mace interaction class {name!r}")
+
+
+def _per_head(value: Any, n: int) -> list[float]:
+    arr = np.atleast_1d(np.asarray(value, dtype=np.float64)).reshape(-1)
+    if arr.size == 1:
+        return [float(arr[0])] * n
+    return [float(v) for v in arr]
+
+
+def hparams_from_mace(h: dict[str, Any], state: dict[str, np.ndarray]) -> ModelHyperparameters:
+    """Translate mace-torch constructor arguments (+ the state dict for E0s/scale/shift)."""
+    heads = list(h.get("heads") or ["Default"])
+    H = len(heads)
+    Z = [int(z) for z in h["atomic_numbers"]]
+    e0 = np.asarray(state.get("atomic_energies_fn.atomic_energies", h.get("atomic_energies")), dtype=np.float64)
+    e0 = np.atleast_2d(e0).reshape(H, len(Z))
+    scale = state.get("scale_shift.scale", h.get("atomic_inter_scale", 1.0))
+    shift = state.get("scale_shift.shift", h.get("atomic_inter_shift", 0.0))
+    if h.get("model_class", "ScaleShiftMACE") == "MACE" and "scale_shift.scale" not in state:
+        scale, shift = 1.0, 0.0
+    corr = h.get("correlation", 3)
+    dt = h.get("distance_transform")
+    if dt in (None, "None"):
+        dt = None
+    elif str(dt).lower() == "agnesi":
+        dt = "agnesi"
+    else:
+        raise ConfigError(f"unsupported mace distance_transform {dt!r}")
+    edge_irreps = h.get("edge_irreps")
+    return ModelHyperparameters(
+        atomic_numbers=Z,
+        heads=heads,
+        atomic_energies=e0.tolist(),
+        scale=_per_head(scale, H),
+        shift=_per_head(shift, H),
+        avg_num_neighbors=float(h["avg_num_neighbors"]),
+        r_max=float(h["r_max"]),
+        num_bessel=int(h["num_bessel"]),
+        num_polynomial_cutoff=int(h["num_polynomial_cutoff"]),
+        max_ell=int(h["max_ell"]),
+        hidden_irreps=str(h["hidden_irreps"]),
+        num_interactions=int(h["num_interactions"]),
+        correlation=[int(c) for c in corr] if isinstance(corr, list) else int(corr),
+        radial_mlp=[int(x) for x in h.get("radial_MLP", [64, 64, 64])],
+        mlp_irreps=str(h.get("MLP_irreps", "16x0e")),
+        gate=str(h.get("gate", "silu")),
+        interaction=INTERACTION_CLASSES[_class_name(h["interaction_cls"])],
+        interaction_first=INTERACTION_CLASSES[_class_name(h["interaction_cls_first"])],
+        edge_irreps=None if edge_irreps in (None, "None") else str(edge_irreps),
+        use_agnostic_product=bool(h.get("use_agnostic_product", False)),
+        apply_cutoff=bool(h.get("apply_cutoff", True)),
+        pair_repulsion=bool(h.get("pair_repulsion", False)),
+        distance_transform=dt,
+    )
+
+
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=torch.float64)
+
+
+def load_mace_state(model: MACE, state: dict[str, np.ndarray]) -> None:
+    """Copy mace-torch weights into ``model`` (built from :func:`hparams_from_mace`), mapping conventions."""
+    new: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+
+    def take(key: str) -> torch.Tensor:
+        if key not in state:
+            raise ModelFileError(f"mace state dict: missing key '{key}'")
+        used.add(key)
+        return _t(state[key])
+
+    new["node_embedding.weight"] = take("node_embedding.linear.weight")
+    for t, inter in enumerate(model.interactions):
+        p = f"interactions.{t}."
+        flips = inter.conv.sign_flip_slices
+        new[p + "linear_up.weight"] = take(p + "linear_up.weight")
+        if isinstance(inter, NonLinearInteraction):
+            for name in ("source_embedding", "target_embedding", "linear_res", "linear_1", "linear_2", "skip"):
+                src = "skip_tp" if name == "skip" else name
+                new[p + f"{name}.weight"] = take(p + f"{src}.weight")
+            new[p + "alpha"] = take(p + "alpha")
+            new[p + "beta"] = take(p + "beta")
+            lin_ids = [i for i, m in enumerate(inter.radial.net) if isinstance(m, torch.nn.Linear | torch.nn.LayerNorm)]
+            for i in lin_ids:
+                for kind in ("weight", "bias"):
+                    new[p + f"radial.net.{i}.{kind}"] = take(p + f"conv_tp_weights.net.{i}.{kind}").clone()
+            last = lin_ids[-1]
+            for s in flips:
+                new[p + f"radial.net.{last}.weight"][s] *= -1
+                new[p + f"radial.net.{last}.bias"][s] *= -1
+            for i, m in enumerate(inter.density.net):
+                if isinstance(m, torch.nn.Linear | torch.nn.LayerNorm):
+                    for kind in ("weight", "bias"):
+                        new[p + f"density.net.{i}.{kind}"] = take(p + f"density_fn.net.{i}.{kind}")
+        else:
+            new[p + "linear.weight"] = take(p + "linear.weight")
+            new[p + "skip.tp.weight"] = take(p + "skip_tp.weight")
+            n_layers = len([k for k in state if k.startswith(p + "conv_tp_weights.layer")])
+            for i in range(n_layers):
+                new[p + f"radial.layer{i}.weight"] = take(p + f"conv_tp_weights.layer{i}.weight").clone()
+            last = p + f"radial.layer{n_layers - 1}.weight"
+            for s in flips:
+                new[last][:, s] *= -1
+            if inter.density is not None:
+                new[p + "density.layer0.weight"] = take(p + "density_fn.layer0.weight")
+    for t, prod in enumerate(model.products):
+        p = f"products.{t}."
+        sc = prod.contraction
+        for o in range(len(sc.irreps_out)):
+            q = p + f"symmetric_contractions.contractions.{o}."
+            for nu in range(1, sc.correlation + 1):
+                key = q + ("weights_max" if nu == sc.correlation else f"weights.{sc.correlation - 1 - nu}")
+                W = take(key)  # [E, P_mace, C]
+                U_m = take(q + f"U_matrix_{nu}")
+                T, resid = basis_transform(sc.basis(o, nu), U_m, nu)
+                if resid > _BASIS_TOL:
+                    raise ModelFileError(f"mace symmetric contraction {q}U_matrix_{nu}: basis mismatch {resid:.2e}")
+                new[p + f"contraction.weights.{o * sc.correlation + nu - 1}"] = torch.einsum("qp,epc->eqc", T, W)
+        new[p + "linear.weight"] = take(p + "linear.weight")
+    for t, ro in enumerate(model.readouts):
+        p = f"readouts.{t}."
+        if hasattr(ro, "linear_1"):
+            new[p + "linear_1.weight"] = take(p + "linear_1.weight")
+            new[p + "linear_2.weight"] = take(p + "linear_2.weight")
+        else:
+            new[p + "linear.weight"] = take(p + "linear.weight")
+    # constants: check they match what our modules use
+    _check_constants(model, state)
+    own = model.state_dict()
+    for k, v in new.items():
+        if k not in own:
+            raise ModelFileError(f"internal mapping error: no parameter '{k}'")
+        if own[k].shape != v.shape:
+            raise ModelFileError(f"mace state dict: '{k}' has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+        own[k] = v.to(own[k].dtype)
+    model.load_state_dict(own)
+
+
+def _check_constants(model: MACE, state: dict[str, np.ndarray]) -> None:
+    """Adopt mace's constants that our modules hold as plain numbers (Agnesi, ZBL), verify the rest."""
+    bw = state.get("radial_embedding.bessel_fn.bessel_weights")
+    if bw is not None and not np.allclose(bw, model.radial_embedding.bessel.frequencies.cpu().numpy(), rtol=1e-12, atol=0):
+        raise ModelFileError("mace state dict: trainable/modified Bessel frequencies are not supported")
+    tr = model.radial_embedding.transform
+    if tr is not None:
+        for name in ("a", "q", "p"):
+            key = f"radial_embedding.distance_transform.{name}"
+            if key in state:
+                setattr(tr, name, float(state[key]))
+    if model.pair is not None:
+        c = state.get("pair_repulsion_fn.c")
+        if c is not None and not np.allclose(c, [0.1818, 0.5099, 0.2802, 0.02817], rtol=1e-12, atol=0):
+            raise ModelFileError("mace state dict: modified ZBL coefficients are not supported")
+        if "pair_repulsion_fn.a_exp" in state:
+            model.pair.a_exp = float(state["pair_repulsion_fn.a_exp"])
+            model.pair.a_prefactor = float(state["pair_repulsion_fn.a_prefactor"])
+
+
+def convert_mace(hyperparameters: dict[str, Any], state: dict[str, np.ndarray], dtype: torch.dtype = torch.float64) -> MACE:
+    """Build the mlip model equivalent to a mace-torch model (float64 by default)."""
+    hp = hparams_from_mace(hyperparameters, state)
+    model = build_model(hp, dtype=torch.float64)
+    load_mace_state(model, state)
+    return model.to(dtype)
+
+
+def convert_mace_files(hyperparameters: str | Path, state_dict: str | Path, dtype: torch.dtype = torch.float64) -> MACE:
+    """:func:`convert_mace` from ``hyperparameters.json`` + ``state_dict.npz`` (no pickle)."""
+    try:
+        h = json.loads(Path(hyperparameters).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{hyperparameters}: cannot read mace hyper-parameters: {err}") from None
+    try:
+        with np.load(state_dict, allow_pickle=False) as z:
+            state = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as err:
+        raise ModelFileError(f"{state_dict}: cannot read state dict: {err}") from None
+    return convert_mace(h, state, dtype)
+
+
+def convert_mace_model_file(path: str | Path, dtype: torch.dtype = torch.float64) -> MACE:
+    """Convert a mace-torch ``.model`` file; needs mace-torch importable (the file is a pickle)."""
+    try:
+        from mace.tools.scripts_utils import extract_config_mace_model  # type: ignore
+    except ImportError:
+        raise ConfigError(f"{path}: reading a mace .model file needs mace-torch installed") from None
+    mace_model = torch.load(path, map_location="cpu", weights_only=False)  # trusted user file, mace-torch only
+    cfg = extract_config_mace_model(mace_model)
+    h = {k: (str(v) if k in ("hidden_irreps", "MLP_irreps", "edge_irreps") and v is not None else v) for k, v in cfg.items()}
+    h["interaction_cls"] = str(cfg["interaction_cls"])
+    h["interaction_cls_first"] = str(cfg["interaction_cls_first"])
+    if "atomic_numbers" in h:
+        h["atomic_numbers"] = [int(z) for z in h["atomic_numbers"]]
+    state = {k: v.detach().cpu().numpy() for k, v in mace_model.state_dict().items()}
+    return convert_mace(h, state, dtype)

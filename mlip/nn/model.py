@@ -1,0 +1,231 @@
+"""The MACE model: embedding, interaction/product layers, readouts, energy, forces, stress.
+
+``E = sum_i [ E0(z_i, head) + scale(head) * (E_ZBL,i + sum_t readout_t(h_i^t)) + shift(head) ]``
+(Batatia et al. 2022; MACE-MP-0 for ZBL/density/Agnesi; MACE-MH-1 for the non-linear block and heads).
+Forces ``F = -dE/dr``; stress ``(1/V) dE/d(eps)`` and virials ``-dE/d(eps)`` for a symmetric strain
+``eps`` applied to positions and cell (edge shifts are ``unit_shifts @ cell`` inside the model).
+
+The batch format and outputs are those of docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from e3nn import o3
+
+from mlip.errors import DataError
+from mlip.nn.hparams import ModelHyperparameters
+from mlip.nn.interaction import InteractionBlock, NonLinearInteraction
+from mlip.nn.layers import make_linear
+from mlip.nn.pair import ZBL
+from mlip.nn.radial import RadialEmbedding
+from mlip.nn.readout import LinearReadout, MLPReadout, ProductBlock
+
+_W3J = re.compile(r"(?:^|\.)_w3j_(\d+)_(\d+)_(\d+)$")
+
+
+def refresh_wigner_buffers(module: torch.nn.Module) -> None:
+    """Recompute e3nn's cached ``_w3j_*`` buffers in float64 and cast them to their current dtype.
+
+    e3nn builds them in the default dtype at construction; a model built under float32 and cast to
+    float64 would otherwise carry float32-rounded coupling coefficients.
+    """
+    for name, buf in list(module.named_buffers()):
+        m = _W3J.search(name)
+        if m is None:
+            continue
+        l1, l2, l3 = (int(g) for g in m.groups())
+        exact = o3.wigner_3j(l1, l2, l3, dtype=torch.float64).to(dtype=buf.dtype, device=buf.device)
+        with torch.no_grad():
+            buf.copy_(exact)
+
+
+def interaction_irreps(max_ell: int, num_channels: int) -> o3.Irreps:
+    """``num_channels x (0e + 1o + .. + max_ell)``, sorted and simplified."""
+    return (o3.Irreps.spherical_harmonics(max_ell) * num_channels).sort()[0].simplify()
+
+
+class MACE(torch.nn.Module):
+    """MACE-family potential described by :class:`ModelHyperparameters`. Build with :func:`build_model`."""
+
+    def __init__(self, hparams: ModelHyperparameters):
+        super().__init__()
+        hp = hparams
+        if hp.edge_energy_readout:
+            raise NotImplementedError("edge_energy_readout is not implemented in this build")
+        self.hparams = hp
+        self.atomic_numbers = [int(z) for z in hp.atomic_numbers]
+        self.heads = list(hp.heads)
+        self.r_max = float(hp.r_max)
+        E = len(self.atomic_numbers)
+        H = len(self.heads)
+        if E == 0:
+            raise ValueError("hparams.atomic_numbers is empty")
+        table = torch.full((119,), -1, dtype=torch.long)
+        for i, z in enumerate(self.atomic_numbers):
+            table[z] = i
+        self.register_buffer("z_to_index", table, persistent=False)
+        self.register_buffer("z_of_index", torch.tensor(self.atomic_numbers, dtype=torch.long), persistent=False)
+        energies = torch.tensor(hp.atomic_energies, dtype=torch.float64) if hp.atomic_energies else torch.zeros(H, E)
+        if energies.dim() == 1:
+            energies = energies.unsqueeze(0)
+        self.register_buffer("atomic_energies", energies.reshape(H, E).to(torch.float64))
+        self.register_buffer("scale", torch.tensor(hp.scale, dtype=torch.float64).reshape(H))
+        self.register_buffer("shift", torch.tensor(hp.shift, dtype=torch.float64).reshape(H))
+
+        hidden = o3.Irreps(hp.hidden_irreps)
+        n0 = hidden.count(o3.Irrep("0e"))
+        if hidden.count(o3.Irrep("0o")) > 0:
+            raise ValueError("hidden irreps with odd scalars (0o) are not supported")
+        sh_irreps = o3.Irreps.spherical_harmonics(hp.max_ell)
+        self.spherical_harmonics = o3.SphericalHarmonics(sh_irreps, normalize=True, normalization="component")
+        self.node_embedding = make_linear(f"{E}x0e", f"{n0}x0e")
+        self.radial_embedding = RadialEmbedding(
+            hp.r_max,
+            hp.num_bessel,
+            hp.num_polynomial_cutoff,
+            distance_transform=(hp.distance_transform or "").lower() or None,
+            apply_cutoff=hp.apply_cutoff,
+        )
+        self.pair = ZBL(p=hp.num_polynomial_cutoff) if hp.pair_repulsion else None
+
+        L = hp.num_interactions
+        corr = hp.correlation if isinstance(hp.correlation, list) else [hp.correlation] * L
+        target = interaction_irreps(hp.max_ell, n0)
+        scalars_only = o3.Irreps(str(hidden[0]))
+        self.interactions = torch.nn.ModuleList()
+        self.products = torch.nn.ModuleList()
+        self.readouts = torch.nn.ModuleList()
+        node_irreps = o3.Irreps(f"{n0}x0e")
+        for t in range(L):
+            kind = hp.interaction_first if t == 0 else hp.interaction
+            out_irreps = scalars_only if t == L - 1 else hidden
+            if kind == "nonlinear":
+                edge_irreps = node_irreps if (t == 0 or hp.edge_irreps is None) else o3.Irreps(hp.edge_irreps)
+                inter: torch.nn.Module = NonLinearInteraction(
+                    node_irreps, sh_irreps, hp.num_bessel, target, out_irreps, edge_irreps, E, hp.radial_mlp
+                )
+            else:
+                inter = InteractionBlock(
+                    kind, node_irreps, sh_irreps, hp.num_bessel, target, out_irreps, E, hp.avg_num_neighbors, hp.radial_mlp
+                )
+            self.interactions.append(inter)
+            self.products.append(ProductBlock(target, out_irreps, corr[t], E, hp.use_agnostic_product))
+            if t == L - 1:
+                self.readouts.append(MLPReadout(out_irreps, hp.mlp_irreps, hp.gate, H))
+            else:
+                self.readouts.append(LinearReadout(out_irreps, H))
+            node_irreps = out_irreps
+        self.scalar_dims = [o3.Irreps(p.contraction.irreps_out).count(o3.Irrep("0e")) for p in self.products]
+
+    # ------------------------------------------------------------------ helpers
+    def element_index(self, numbers: torch.Tensor) -> torch.Tensor:
+        """Map atomic numbers ``[N]`` to model element indices; unknown elements raise ``DataError``."""
+        bad = (numbers < 0) | (numbers > 118)
+        idx = self.z_to_index[numbers.clamp(0, 118)]
+        if not torch.compiler.is_compiling():
+            if bool((bad | (idx < 0)).any()):
+                unknown = sorted({int(z) for z in numbers[bad | (idx < 0)].tolist()})
+                raise DataError(
+                    f"atomic numbers {unknown} are not known to this model (elements {self.atomic_numbers})"
+                )
+        return idx
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        batch: dict[str, torch.Tensor],
+        compute_forces: bool = True,
+        compute_stress: bool = False,
+        training: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        positions = batch["positions"]
+        dtype = positions.dtype
+        node_graph = batch["batch"]
+        edge_index = batch["edge_index"]
+        num_graphs = batch["ptr"].shape[0] - 1
+        num_nodes = positions.shape[0]
+        element = self.element_index(batch["numbers"])
+        one_hot = torch.nn.functional.one_hot(element, len(self.atomic_numbers)).to(dtype)
+        node_head = batch["head"][node_graph] if "head" in batch else torch.zeros_like(node_graph)
+        cell = batch["cell"].reshape(-1, 3, 3).to(dtype)
+
+        if compute_forces and not positions.requires_grad:
+            positions = positions.detach().clone().requires_grad_(True)
+        leaf_positions = positions
+        displacement = None
+        if compute_stress:
+            displacement = torch.zeros((num_graphs, 3, 3), dtype=dtype, device=positions.device, requires_grad=True)
+            sym = 0.5 * (displacement + displacement.transpose(1, 2))
+            positions = positions + torch.einsum("ni,nij->nj", positions, sym[node_graph])
+            cell = cell + torch.bmm(cell, sym)
+
+        sender, receiver = edge_index[0], edge_index[1]
+        shifts = torch.einsum("ei,eij->ej", batch["unit_shifts"].to(dtype), cell[node_graph[sender]])
+        vectors = positions[receiver] - positions[sender] + shifts
+        lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
+        edge_gate = batch.get("edge_gate")
+
+        z = self.z_of_index[element]
+        edge_attrs = self.spherical_harmonics(vectors)
+        edge_feats, envelope = self.radial_embedding(lengths, z[sender], z[receiver])
+        cutoff = None if self.radial_embedding.apply_cutoff else envelope
+
+        node_e0 = self.atomic_energies.to(dtype)[node_head, element]
+        if self.pair is not None:
+            node_inter = self.pair(lengths, z[sender], z[receiver], receiver, num_nodes, edge_gate)
+        else:
+            node_inter = torch.zeros(num_nodes, dtype=dtype, device=positions.device)
+
+        h = self.node_embedding(one_hot)
+        descriptors = []
+        for inter, prod, readout, n_scalar in zip(self.interactions, self.products, self.readouts, self.scalar_dims):
+            a, sc = inter(h, one_hot, edge_attrs, edge_feats, cutoff, edge_index, edge_gate)
+            h = prod(a, sc, element)
+            descriptors.append(h[:, :n_scalar])
+            node_inter = node_inter + readout(h, node_head)
+
+        node_inter = self.scale.to(dtype)[node_head] * node_inter + self.shift.to(dtype)[node_head]
+        inter_e = torch.zeros(num_graphs, dtype=dtype, device=positions.device).index_add(0, node_graph, node_inter)
+        e0 = torch.zeros(num_graphs, dtype=dtype, device=positions.device).index_add(0, node_graph, node_e0)
+        out: dict[str, torch.Tensor] = {
+            "energy": e0 + inter_e,
+            "node_energy": node_e0 + node_inter,
+            "interaction_energy": inter_e,
+            "node_feats": torch.cat(descriptors, dim=-1),
+        }
+        if compute_forces or compute_stress:
+            inputs = [leaf_positions] if compute_forces else []
+            if displacement is not None:
+                inputs.append(displacement)
+            grads = torch.autograd.grad(
+                [inter_e.sum()], inputs, create_graph=training, retain_graph=training, allow_unused=True
+            )
+            k = 0
+            if compute_forces:
+                g = grads[0]
+                out["forces"] = -g if g is not None else torch.zeros_like(leaf_positions)
+                k = 1
+            if displacement is not None:
+                g = grads[k]
+                if g is None:
+                    g = torch.zeros_like(displacement)
+                volume = torch.linalg.det(batch["cell"].reshape(-1, 3, 3).to(dtype)).abs()
+                if "pbc" in batch:  # non-periodic graphs report zero stress
+                    volume = torch.where(batch["pbc"].reshape(-1, 3).any(dim=1), volume, torch.zeros_like(volume))
+                safe = torch.where(volume > 0, volume, torch.ones_like(volume))
+                out["virials"] = -g
+                out["stress"] = torch.where(
+                    (volume > 0).view(-1, 1, 1), g / safe.view(-1, 1, 1), torch.zeros_like(g)
+                )
+        return out
+
+
+def build_model(hparams: ModelHyperparameters, dtype: torch.dtype | None = None) -> MACE:
+    """Build a :class:`MACE` in ``dtype`` (default: torch's default dtype), coupling constants exact."""
+    model = MACE(hparams)
+    model.to(dtype or torch.get_default_dtype())
+    refresh_wigner_buffers(model)
+    return model
