@@ -106,7 +106,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure is a bad file for the user
-        raise ModelFileError(f"{path}: cannot read checkpoint safely: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ""}") from None
+        first = (str(err).splitlines() or [""])[0]
+        raise ModelFileError(f"{path}: cannot read checkpoint safely: {type(err).__name__}: {first}") from None
 
 
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:

@@ -21,8 +21,10 @@ import torch
 from mlip.config import Config, HeadConfig, dump_config
 from mlip.data.batch import collate, make_loader
 from mlip.data.configuration import Configuration
+from mlip.data.coverage import check_coverage, format_coverage_table
 from mlip.data.graph import configuration_to_graph, graph_sizes
 from mlip.data.io import is_isolated_atom, read_configurations
+from mlip.data.splits import random_split
 from mlip.errors import ConfigError, DataError
 from mlip.nn.hparams import ModelHyperparameters
 from mlip.train import statistics
@@ -119,17 +121,6 @@ def _read(files: Sequence[str] | None, spec: HeadConfig, head: str) -> list[Conf
     return configs
 
 
-def random_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices (train, valid) with ``round(fraction * n)`` (at least 1 when fraction > 0) held out."""
-    if fraction <= 0 or n < 2:
-        return list(range(n)), []
-    n_valid = min(n - 1, max(1, int(round(fraction * n))))
-    perm = np.random.default_rng(seed).permutation(n)
-    valid = sorted(perm[:n_valid].tolist())
-    train = sorted(perm[n_valid:].tolist())
-    return train, valid
-
-
 def load_datasets(cfg: Config, log: Any = print) -> dict[str, HeadData]:
     """Read every head's train/valid/test frames; isolated atoms are set apart for E0s."""
     heads: dict[str, HeadData] = {}
@@ -146,9 +137,7 @@ def load_datasets(cfg: Config, log: Any = print) -> dict[str, HeadData]:
             hd.valid = _read(spec.valid, spec, name)
             hd.train = train
         else:
-            tr, va = random_split(len(train), float(spec.valid_fraction or 0.0), split_seed)
-            hd.train = [train[i] for i in tr]
-            hd.valid = [train[i] for i in va]
+            hd.train, hd.valid = random_split(train, float(spec.valid_fraction or 0.0), split_seed)
         hd.test = _read(spec.test, spec, name)
         if not hd.train:
             raise DataError(f"head '{name}': no training frames in {', '.join(spec.train or [])}")
@@ -157,29 +146,18 @@ def load_datasets(cfg: Config, log: Any = print) -> dict[str, HeadData]:
 
 
 def check_label_coverage(cfg: Config, heads: dict[str, HeadData], log: Any = print) -> None:
-    """Print which labels each split carries; a property with non-zero loss weight that no training frame
-    carries is a ConfigError."""
-    lw = {p: getattr(cfg.loss, f"{p}_weight") for p in PROPERTIES}
+    """Print which labels each split and head carries (mlip.data.coverage); a property with a non-zero
+    loss weight (either stage) that no frame of a head's train/valid split carries is an error."""
+    weights = {p: getattr(cfg.loss, f"{p}_weight") for p in PROPERTIES}
     st = cfg.stage_two
-    for p in PROPERTIES:
-        v = getattr(st, f"{p}_weight")
-        if st.start_epoch is not None and v is not None:
-            lw[p] = max(lw[p], v)
-    lines = [f"{'head':<12} {'split':<6} {'frames':>7} " + " ".join(f"{p:>8}" for p in PROPERTIES)]
-    for name, hd in heads.items():
-        for split in SPLITS:
-            configs = getattr(hd, split)
-            counts = [sum(c.has(p) for c in configs) for p in PROPERTIES]
-            lines.append(f"{name[:12]:<12} {split:<6} {len(configs):>7} " + " ".join(f"{n:>8}" for n in counts))
-    log("label coverage (frames carrying each label):\n" + "\n".join(lines))
-    all_train = [c for hd in heads.values() for c in hd.train]
-    for p in PROPERTIES:
-        if lw[p] != 0.0 and not any(c.has(p) for c in all_train):
-            key = {"energy": "energy_key", "forces": "forces_key", "stress": "stress_key", "virials": "virials_key"}[p]
-            raise ConfigError(
-                f"config key 'loss.{p}_weight': is {lw[p]} but no training frame carries {p} "
-                f"(check data.{key} or set loss.{p}_weight=0)"
-            )
+    if st.start_epoch is not None:
+        for p in PROPERTIES:
+            v = getattr(st, f"{p}_weight")
+            if v is not None and weights[p] == 0.0:
+                weights[p] = v
+    splits = {s: [c for hd in heads.values() for c in getattr(hd, s)] for s in SPLITS}
+    log("label coverage (frames carrying each label):\n" + format_coverage_table(splits))
+    check_coverage(splits, weights)
 
 
 def data_summary(heads: dict[str, HeadData]) -> str:
@@ -230,8 +208,8 @@ def build_hparams(cfg: Config, heads: dict[str, HeadData], log: Any = print) -> 
     zs = sorted(set(zs) | {int(z) for hd in heads.values() for c in hd.isolated for z in c.numbers})
     e0s = []
     for name, hd in heads.items():
-        e0 = statistics.atomic_energies(hd.spec.e0s, hd.train, hd.isolated, zs, where=f"data.heads.{name}.e0s"
-                                        if cfg.data.heads else "data.e0s")
+        where = f"data.heads.{name}.e0s" if cfg.data.heads else "data.e0s"
+        e0 = statistics.atomic_energies(hd.spec.e0s, hd.train, hd.isolated, zs, head=name, where=where)
         e0s.append([float(e0[z]) for z in zs])
     r_max = float(cfg.model.r_max)
     avg_nn = statistics.avg_num_neighbors(train_all, r_max)
@@ -295,7 +273,7 @@ def train(cfg: Config, resume: bool = False, hooks: TrainerHooks | None = None, 
         log(data_summary(heads))
     check_label_coverage(cfg, heads, log if hooks.is_main else (lambda s: None))
     hp = build_hparams(cfg, heads, log if hooks.is_main else (lambda s: None))
-    model = build_model(hp).to(device=device, dtype=dtype)
+    model = build_model(hp, dtype=dtype).to(device)
     check_dtypes(model, dtype)
 
     head_names = list(heads)

@@ -1,0 +1,138 @@
+"""Evaluate a trained model on a labelled file: error table, JSON metrics, predictions file (``mlip-eval``).
+
+Predictions are written as extended XYZ with ``MLIP_energy`` (info, eV), ``MLIP_forces`` (per-atom
+array, eV/A) and, for periodic frames, ``MLIP_stress`` (info, 3x3 flattened row-major, eV/A^3, ASE sign).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlip.data.configuration import Configuration
+from mlip.data.graph import configuration_to_graph
+from mlip.data.io import read_configurations
+from mlip.errors import DataError
+from mlip.train.metrics import ALL, FrameErrors, evaluate, format_table
+from mlip.train.run import eval_batches
+
+JSON_KEYS = (
+    "energy_rmse_per_atom", "energy_mae_per_atom", "forces_rmse", "forces_mae", "stress_rmse", "stress_mae",
+)
+
+
+def _model_dtype(model: torch.nn.Module) -> torch.dtype:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float64
+
+
+def predict_configurations(
+    model: torch.nn.Module,
+    configs: Sequence[Configuration],
+    batch_size: int = 16,
+    device: torch.device | str = "cpu",
+) -> tuple[FrameErrors, list[dict[str, np.ndarray]]]:
+    """Errors and per-frame predictions (``energy`` float, ``forces`` [N,3], ``stress`` [3,3] or None)."""
+    heads = list(getattr(model, "heads", ["Default"]))
+    r_max = float(model.r_max)
+    dtype = _model_dtype(model)
+    graphs = [configuration_to_graph(c, r_max, heads) for c in configs]
+    src = eval_batches(graphs, [c.config_type for c in configs], batch_size, dtype, None, None)
+    periodic = any(bool(np.any(c.pbc)) for c in configs)
+    preds: list[dict[str, Any]] = []
+
+    def collect(batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> None:
+        ptr = batch["ptr"].cpu().numpy()
+        for b in range(len(ptr) - 1):
+            stress = out.get("stress") if periodic else None
+            preds.append({
+                "energy": float(out["energy"][b].detach().cpu()),
+                "forces": out["forces"][ptr[b]: ptr[b + 1]].detach().cpu().double().numpy(),
+                "stress": None if stress is None else stress[b].detach().cpu().double().numpy(),
+            })
+
+    errors, _ = evaluate(model, src.batches, heads, periodic, None, device, on_output=collect)
+    for p, c in zip(preds, configs):
+        if not np.any(c.pbc):
+            p["stress"] = None
+    return errors, preds
+
+
+def write_predictions(path: str | os.PathLike, source: str, configs: Sequence[Configuration],
+                      preds: Sequence[dict[str, Any]]) -> None:
+    """Write the frames of ``source`` (all their original keys) plus MLIP_* predictions, atomically."""
+    import ase.io
+    from ase import Atoms
+
+    try:
+        frames = ase.io.read(source, ":")
+    except Exception:  # noqa: BLE001 - fall back to the parsed configurations
+        frames = []
+    if len(frames) != len(configs):
+        frames = [Atoms(numbers=c.numbers, positions=c.positions, cell=c.cell, pbc=c.pbc) for c in configs]
+    for atoms, p in zip(frames, preds):
+        atoms.calc = None
+        atoms.info["MLIP_energy"] = p["energy"]
+        atoms.arrays["MLIP_forces"] = p["forces"]
+        if p["stress"] is not None:
+            atoms.info["MLIP_stress"] = p["stress"].reshape(-1)
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.tmp.xyz")
+    ase.io.write(tmp, frames, format="extxyz")
+    os.replace(tmp, out)
+
+
+def evaluate_file(
+    model: torch.nn.Module,
+    data: str,
+    head: str | None = None,
+    batch_size: int = 16,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    stress_key: str = "stress",
+    output: str | None = None,
+    json_path: str | None = None,
+    device: torch.device | str = "cpu",
+    log: Any = print,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on ``data``; print the table; write predictions/JSON when asked; return the metrics."""
+    heads = list(getattr(model, "heads", ["Default"]))
+    if head is not None and head not in heads:
+        raise DataError(f"--head {head}: the model has heads {', '.join(heads)}")
+    if head is None and len(heads) == 1:
+        head = heads[0]
+    configs = read_configurations(
+        data, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, head=head,
+        allowed_numbers=[int(z) for z in model.atomic_numbers],
+    )
+    for i, c in enumerate(configs):
+        if c.head not in heads:
+            raise DataError(f"{data}: frame {i}: head '{c.head}' is not one of the model's heads "
+                            f"({', '.join(heads)}); pass --head")
+    if not configs:
+        raise DataError(f"{data}: no frames")
+    errors, preds = predict_configurations(model, configs, batch_size, device)
+    grouped = errors.grouped()
+    log(format_table(grouped, f"{data}: {len(configs)} frames"))
+    summary = errors.summary()
+    metrics = {k: summary[k] for k in JSON_KEYS}
+    metrics["n_configs"] = len(configs)
+    metrics["per_group"] = {h: {ct: s for ct, s in g.items()} for h, g in grouped.items() if h != ALL}
+    if output:
+        write_predictions(output, data, configs, preds)
+        log(f"predictions written to {output}")
+    if json_path:
+        out = Path(json_path)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(metrics, indent=1))
+        os.replace(tmp, out)
+        log(f"metrics written to {json_path}")
+    return metrics
