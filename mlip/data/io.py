@@ -179,6 +179,17 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+def describe_keys(path: str | os.PathLike, index: int = 0) -> str:
+    """The label keys one frame of ``path`` carries: "info: a, b; arrays: c; calculator: d"."""
+    frames = list(_iter_frames(str(path), index, None))
+    atoms = frames[0][1]
+    calc = getattr(atoms, "calc", None)
+    arrays = sorted(set(atoms.arrays) - {"numbers", "positions"})
+    results = sorted(getattr(calc, "results", None) or {})
+    return (f"info: {', '.join(sorted(atoms.info)) or '-'}; arrays: {', '.join(arrays) or '-'}; "
+            f"calculator: {', '.join(results) or '-'}")
+
+
 def _lookup(atoms: Any, key: str) -> Any:
     """The value stored under ``key`` in info, arrays or calculator results, else None."""
     if key in atoms.info:

@@ -1,0 +1,84 @@
+"""Label coverage: which split/head carries which labels, shown before training and enforced.
+
+A property with a non-zero loss weight that no frame of a split carries is an error (a key that was
+silently not read), not a silent zero loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from mlip.data.configuration import PROPERTIES, Configuration
+from mlip.errors import DataError
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    """Counts of one (split, head): frames, and frames carrying each label."""
+
+    split: str
+    head: str
+    frames: int
+    energy: int
+    forces: int
+    stress: int
+    virials: int
+
+    def count(self, prop: str) -> int:
+        return int(getattr(self, prop))
+
+
+def label_coverage(splits: Mapping[str, Sequence[Configuration]]) -> list[CoverageRow]:
+    """One row per split and head (heads in order of appearance; an empty split gives one row)."""
+    rows = []
+    for split, configs in splits.items():
+        heads = list(dict.fromkeys(c.head for c in configs)) or ["-"]
+        for head in heads:
+            members = [c for c in configs if c.head == head]
+            counts = {p: sum(1 for c in members if c.has(p)) for p in PROPERTIES}
+            rows.append(CoverageRow(split, head, len(members), **counts))
+    return rows
+
+
+def format_coverage_table(rows: Sequence[CoverageRow] | Mapping[str, Sequence[Configuration]]) -> str:
+    """A fixed-width text table of :func:`label_coverage` rows (or of splits directly)."""
+    if isinstance(rows, Mapping):
+        rows = label_coverage(rows)
+    header = ("split", "head", "frames", "energy", "forces", "stress", "virials")
+    body = [(r.split, r.head, str(r.frames), str(r.energy), str(r.forces), str(r.stress), str(r.virials)) for r in rows]
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+    lines = []
+    for k, line in enumerate([header, *body]):
+        cells = [s.ljust(w) if i < 2 else s.rjust(w) for i, (s, w) in enumerate(zip(line, widths))]
+        lines.append("  ".join(cells).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def check_coverage(
+    splits: Mapping[str, Sequence[Configuration]], loss_weights: Mapping[str, float],
+    check_splits: Sequence[str] = ("train", "valid"),
+) -> None:
+    """Raise DataError when a property with a non-zero loss weight is carried by no frame of a split.
+
+    Every head of the checked splits (``train`` and, when present and non-empty, ``valid``) must carry
+    each weighted property in at least one frame. A head present only in some splits is checked where
+    it appears. ``loss_weights`` maps energy/forces/stress/virials to weights; unknown keys are ignored.
+    """
+    weighted = [p for p in PROPERTIES if float(loss_weights.get(p, 0.0) or 0.0) != 0.0]
+    for split in check_splits:
+        configs = splits.get(split)
+        if not configs:
+            if split == "train":
+                raise DataError("split 'train': no frames")
+            continue
+        for row in label_coverage({split: configs}):
+            for prop in weighted:
+                if row.count(prop) == 0:
+                    raise DataError(
+                        f"split '{split}': head '{row.head}': key '{prop}': loss weight "
+                        f"{loss_weights[prop]} but none of its {row.frames} frames carries a {prop} label "
+                        "(check the key names, or set the weight to 0)"
+                    )

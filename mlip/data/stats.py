@@ -1,0 +1,199 @@
+"""Statistics of a training set, per head: E0s, mean neighbour count, force RMS, interaction energy.
+
+Units: E0s in eV per atom of the element; ``avg_num_neighbors`` in neighbours per atom (directed edges
+within r_max divided by atoms); ``rms_forces`` in eV/A (root mean square over all force components);
+``mean``/``std`` of the interaction energy per atom, ``(E - sum_i E0[Z_i]) / N``, in eV/atom (population
+standard deviation). Isolated-atom frames define E0s but are left out of the other statistics.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+import numpy as np
+
+from mlip.data.configuration import Configuration
+from mlip.data.io import is_isolated_atom
+from mlip.data.neighbors import neighbor_list
+from mlip.errors import DataError
+
+E0Spec = Union[str, Mapping[Any, float]]
+"""``"isolated"``, ``"fit"``, or a mapping element (Z or symbol) -> E0 in eV."""
+
+
+def _symbol(z: int) -> str:
+    from ase.data import chemical_symbols
+
+    return chemical_symbols[z] if 0 < z < len(chemical_symbols) else str(z)
+
+
+def _to_z(key: Any) -> int:
+    from ase.data import atomic_numbers
+
+    if isinstance(key, str) and not key.isdigit():
+        if key not in atomic_numbers:
+            raise DataError(f"E0s: key '{key}': unknown element symbol")
+        return int(atomic_numbers[key])
+    return int(key)
+
+
+def e0s_from_mapping(mapping: Mapping[Any, float], atomic_numbers: Sequence[int], head: str = "Default") -> dict[int, float]:
+    """E0s (eV) from an explicit mapping with keys Z or element symbols; every element must be given."""
+    e0s = {_to_z(k): float(v) for k, v in mapping.items()}
+    missing = [z for z in atomic_numbers if z not in e0s]
+    if missing:
+        names = ", ".join(_symbol(z) for z in missing)
+        raise DataError(f"E0s of head '{head}': key 'e0s': no value given for {names}")
+    return {int(z): e0s[int(z)] for z in atomic_numbers}
+
+
+def e0s_from_isolated_atoms(configs: Sequence[Configuration], atomic_numbers: Sequence[int], head: str = "Default") -> dict[int, float]:
+    """E0s (eV) from isolated-atom frames (mean if an element has several); every element needs one."""
+    found: dict[int, list[float]] = {}
+    for c in configs:
+        if is_isolated_atom(c) and c.n_atoms == 1 and c.energy is not None:
+            found.setdefault(int(c.numbers[0]), []).append(float(c.energy))
+    missing = [z for z in atomic_numbers if z not in found]
+    if missing:
+        names = ", ".join(_symbol(z) for z in missing)
+        raise DataError(
+            f"E0s of head '{head}': key 'e0s': no isolated-atom frame (config_type IsolatedAtom) for {names}; "
+            "use e0s 'fit' or give a mapping"
+        )
+    return {int(z): float(np.mean(found[int(z)])) for z in atomic_numbers}
+
+
+def e0s_by_least_squares(configs: Sequence[Configuration], atomic_numbers: Sequence[int], head: str = "Default") -> dict[int, float]:
+    """E0s (eV) minimising ||E - N c||^2 over frames with an energy (N: element counts, frames x elements).
+
+    Raises DataError when an element occurs in no frame with an energy. When the compositions do not
+    determine every E0 (e.g. all frames share one stoichiometry) the minimum-norm solution is used and a
+    warning is issued: the sum of E0s over a composition is still right.
+    """
+    zs = [int(z) for z in atomic_numbers]
+    frames = [c for c in configs if c.energy is not None]
+    if not frames:
+        raise DataError(f"E0s of head '{head}': key 'e0s': cannot fit E0s, no frame carries an energy")
+    column = {z: k for k, z in enumerate(zs)}
+    counts = np.zeros((len(frames), len(zs)))
+    for row, c in enumerate(frames):
+        for z, n in zip(*np.unique(c.numbers, return_counts=True)):
+            if int(z) not in column:
+                raise DataError(f"{c.source}: key 'species': element {_symbol(int(z))} is not in the model's elements")
+            counts[row, column[int(z)]] += n
+    energies = np.array([c.energy for c in frames])
+    absent = [zs[k] for k in range(len(zs)) if not counts[:, k].any()]
+    if absent:
+        names = ", ".join(_symbol(z) for z in absent)
+        raise DataError(
+            f"E0s of head '{head}': key 'e0s': cannot fit E0 for {names}: no frame with an energy contains it; "
+            "give E0s explicitly or add such frames"
+        )
+    solution, _, rank, _ = np.linalg.lstsq(counts, energies, rcond=None)
+    if rank < len(zs):
+        warnings.warn(
+            f"E0s of head '{head}': the compositions determine only {rank} of {len(zs)} E0s; "
+            "using the minimum-norm least-squares solution",
+            stacklevel=2,
+        )
+    return {z: float(solution[column[z]]) for z in zs}
+
+
+def compute_e0s(spec: E0Spec, configs: Sequence[Configuration], atomic_numbers: Sequence[int], head: str = "Default") -> dict[int, float]:
+    """E0s (eV) from ``spec``: "isolated", "fit" (least squares) or a mapping."""
+    if isinstance(spec, str):
+        if spec == "isolated":
+            return e0s_from_isolated_atoms(configs, atomic_numbers, head)
+        if spec in ("fit", "average", "least_squares"):
+            return e0s_by_least_squares([c for c in configs if not is_isolated_atom(c)] or list(configs), atomic_numbers, head)
+        raise DataError(f"E0s of head '{head}': key 'e0s': unknown value {spec!r}; use 'isolated', 'fit' or a mapping")
+    if isinstance(spec, Mapping):
+        return e0s_from_mapping(spec, atomic_numbers, head)
+    raise DataError(f"E0s of head '{head}': key 'e0s': expected 'isolated', 'fit' or a mapping, got {type(spec).__name__}")
+
+
+def interaction_energies_per_atom(configs: Sequence[Configuration], e0s: Mapping[int, float]) -> np.ndarray:
+    """``(E - sum_i E0[Z_i]) / N`` (eV/atom) of every frame with an energy."""
+    values = []
+    for c in configs:
+        if c.energy is None:
+            continue
+        e_ref = sum(e0s[int(z)] for z in c.numbers)
+        values.append((c.energy - e_ref) / c.n_atoms)
+    return np.asarray(values, dtype=np.float64)
+
+
+def mean_neighbor_count(configs: Sequence[Configuration], r_max: float) -> float:
+    """Mean number of neighbours within ``r_max`` (A) per atom: directed edges / atoms."""
+    edges = atoms = 0
+    for c in configs:
+        sender, _, _, _ = neighbor_list(c.positions, c.cell, c.pbc, r_max)
+        edges += sender.shape[0]
+        atoms += c.n_atoms
+    return float(edges / atoms) if atoms else 0.0
+
+
+def rms_forces(configs: Sequence[Configuration]) -> float | None:
+    """Root mean square of all force components (eV/A) over frames with forces; None if none."""
+    forces = [c.forces for c in configs if c.forces is not None]
+    if not forces:
+        return None
+    stacked = np.concatenate([f.reshape(-1) for f in forces])
+    return float(np.sqrt(np.mean(stacked**2)))
+
+
+def _per_head_spec(spec: Any, heads: Sequence[str]) -> dict[str, Any]:
+    if isinstance(spec, Mapping) and spec and all(
+        isinstance(k, str) and k in heads and isinstance(v, (str, Mapping)) for k, v in spec.items()
+    ):
+        return {h: spec.get(h, "isolated") for h in heads}
+    return {h: spec for h in heads}
+
+
+def compute_statistics(
+    configs: Sequence[Configuration], r_max: float, atomic_numbers: Sequence[int],
+    e0s_spec: Any = "isolated", heads: Sequence[str] = ("Default",),
+) -> dict[str, dict[str, Any]]:
+    """Training-set statistics for every head.
+
+    Args:
+        configs: training configurations (all heads; isolated-atom frames included).
+        r_max: cutoff (A) of the neighbour count.
+        atomic_numbers: the model's elements (every one needs an E0 in every head).
+        e0s_spec: "isolated", "fit", a mapping element -> E0 (eV), or a mapping head -> one of those.
+        heads: head names; frames are grouped by ``config.head``.
+
+    Returns:
+        ``{head: {"e0s": {Z: eV}, "avg_num_neighbors": float, "rms_forces": eV/A or None,
+        "mean_interaction_energy": eV/atom or None, "std_interaction_energy": eV/atom or None,
+        "n_frames": int}}``. Heads without any frame get the statistics of all frames (except E0s,
+        which need their own data or a mapping).
+    """
+    zs = sorted(int(z) for z in atomic_numbers)
+    specs = _per_head_spec(e0s_spec, heads)
+    known = set(heads)
+    allowed = set(zs)
+    for c in configs:
+        if c.head not in known:
+            raise DataError(f"{c.source}: key 'head': unknown head {c.head!r}; known heads: {list(heads)}")
+        extra = sorted({int(z) for z in c.numbers} - allowed)
+        if extra:
+            names = ", ".join(_symbol(z) for z in extra)
+            raise DataError(f"{c.source}: key 'species': element {names} is not in the model's elements {zs}")
+    result: dict[str, dict[str, Any]] = {}
+    for head in heads:
+        head_configs = [c for c in configs if c.head == head]
+        e0s = compute_e0s(specs[head], head_configs, zs, head)
+        molecular = [c for c in head_configs if not is_isolated_atom(c)] or [c for c in configs if not is_isolated_atom(c)]
+        interaction = interaction_energies_per_atom(molecular, e0s)
+        result[head] = {
+            "e0s": e0s,
+            "avg_num_neighbors": mean_neighbor_count(molecular, r_max),
+            "rms_forces": rms_forces(molecular),
+            "mean_interaction_energy": float(interaction.mean()) if interaction.size else None,
+            "std_interaction_energy": float(interaction.std()) if interaction.size else None,
+            "n_frames": len(head_configs),
+        }
+    return result
