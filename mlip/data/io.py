@@ -99,7 +99,7 @@ def read_configurations(
         _validate(config, atoms, path_str, frame, keys, required, allowed, min_distance)
         configs.append(config)
     if not configs:
-        raise frame_error(path_str, None, None, "no frames selected (empty file or empty index)")
+        raise frame_error(path_str, None, None, "no frames read (empty file, not a structure file, or an empty index)")
     for prop in require_any:
         if not any(c.has(prop) for c in configs):
             raise frame_error(
@@ -155,7 +155,10 @@ def _iter_frames(path: str, index: str | int | slice, format: str | None):
         except MLIPError:
             raise
         except Exception as err:  # noqa: BLE001
-            where = frame if count > 0 or numbering else None
+            from ase.io.formats import UnknownFileTypeError
+
+            unknown_format = count == 0 and isinstance(err, UnknownFileTypeError)
+            where = None if unknown_format or not (count > 0 or numbering) else frame
             raise frame_error(path, where, None, f"cannot read as a structure file ({_describe(err)})") from None
         yield frame, atoms
         count += 1

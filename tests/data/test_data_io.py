@@ -234,3 +234,26 @@ def test_stress_on_non_periodic_frame(tmp_path):
         read_configurations(path)
     assert_names(err, path, 0, "stress")
     assert "non-periodic" in str(err.value)
+
+
+def test_reads_labels_from_single_point_calculator_in_traj(tmp_path):
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    atoms = Atoms("Si2", positions=[[0, 0, 0], [1.3, 1.3, 1.3]], cell=np.eye(3) * 5, pbc=True)
+    forces = np.array([[0.1, 0.2, 0.3], [-0.1, -0.2, -0.3]])
+    atoms.calc = SinglePointCalculator(atoms, energy=-7.5, forces=forces, stress=[1, 2, 3, 4, 5, 6])
+    path = tmp_path / "frames.traj"
+    write(path, [atoms, atoms])
+    configs = read_configurations(path, required=("energy", "forces", "stress"))
+    assert len(configs) == 2 and configs[1].energy == -7.5
+    np.testing.assert_allclose(configs[0].forces, forces)
+    np.testing.assert_allclose(configs[0].stress, [[1, 6, 5], [6, 2, 4], [5, 4, 3]])
+
+
+def test_unknown_format_names_no_frame(tmp_path):
+    path = write(tmp_path, "a,b\n1,2\n", name="table.csv")
+    with pytest.raises(DataError) as err:
+        read_configurations(path)
+    assert str(path) in str(err.value) and "frame" not in str(err.value)
