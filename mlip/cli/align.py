@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     tea.add_argument("--dispersion", choices=["none", "d3bj"], default="none",
                      help="remove a D3(BJ) correction from the source labels first (needs torch-dftd or dftd3)")
     tea.add_argument("--dispersion-functional", default="pbe", help="functional for the D3 parameters [pbe]")
+    tea.add_argument("--keep-forces", action="store_true",
+                     help="scale only atomization energies by a; keep forces/stress (not in Osaka24)")
     tea.add_argument("--inverse", action="store_true",
                      help="map target-level labels back to the source level (needs --scale)")
     _add_keys(tea)
@@ -88,7 +90,8 @@ def _tea(args: argparse.Namespace) -> int:
     e0_tgt = load_isolated_energies(args.target_atoms, args.energy_key)
     data = read_structures(args.data)
     if args.inverse:
-        aligned = align_structures(data, e0_src, e0_tgt, args.scale, keys, dispersion, inverse=True, path=args.data)
+        aligned = align_structures(data, e0_src, e0_tgt, args.scale, keys, dispersion, inverse=True, path=args.data,
+                                   scale_forces=not args.keep_forces)
         record = {"method": "tea_inverse", "scale": args.scale, "n_frames": len(aligned), "dispersion": name,
                   "rmse_raw": None, "rmse_icea": None, "rmse_tea": None}
     else:
@@ -97,7 +100,8 @@ def _tea(args: argparse.Namespace) -> int:
             pairs = (read_structures(args.pairs[0]), read_structures(args.pairs[1]))
             check_pairs(pairs[0], pairs[1], args.pairs[0], args.pairs[1], atol=args.pair_atol)
         aligned, record = run_tea(data, e0_src, e0_tgt, args.scale, pairs, keys, dispersion, name,
-                                  data_path=args.data, pair_paths=tuple(args.pairs) if args.pairs else ("", ""))
+                                  data_path=args.data, pair_paths=tuple(args.pairs) if args.pairs else ("", ""),
+                                  scale_forces=not args.keep_forces)
     record.update({"data": args.data, "pairs": args.pairs, "source_atoms": args.source_atoms,
                    "target_atoms": args.target_atoms, "output": args.output})
     write_extxyz(args.output, aligned)

@@ -217,11 +217,14 @@ def align_structures(
     dispersion: Dispersion | None = None,
     inverse: bool = False,
     path: str = "<data>",
+    scale_forces: bool = True,
 ) -> list[Atoms]:
     """Apply TEA (ICEA when ``scale == 1``) to every frame; returns new Atoms with labels in info/arrays.
 
     ``inverse=True`` maps target-level labels back to the source level (and adds the dispersion back).
     Frames without an energy keep none; forces/stress/virials are scaled by ``a`` (``1/a`` inverse).
+    ``scale_forces=False`` (not in Osaka24) scales the atomization energies only and keeps forces,
+    stress and virials as they are.
     """
     if inverse and scale == 0:
         raise ConfigError("TEA scale a = 0 cannot be inverted")
@@ -238,6 +241,8 @@ def align_structures(
     else:
         new_energy = tea_energy(energy, counts, src, tgt, scale)
         factor = scale
+    if not scale_forces:
+        factor = 1.0
     out = []
     for f, atoms in enumerate(structures):
         e = float(new_energy[f]) if mask[f] else None
@@ -288,6 +293,7 @@ class PairFit:
     rmse_icea: float
     rmse_tea: float
     force_rmse_raw: float | None
+    force_rmse_icea: float | None
     force_rmse_tea: float | None
 
 
@@ -304,7 +310,8 @@ def fit_pairs(
     target_path: str = "<target pairs>",
 ) -> PairFit:
     """Fit ``a`` on paired frames (unless ``scale`` is given) and report total-energy RMSEs against the
-    target labels: raw source energies, after ICEA, after ICEA+AEC (TEA). Forces: raw and ``a``-scaled.
+    target labels: raw source energies, after ICEA, after ICEA+AEC (TEA). Forces: raw, after dispersion
+    removal (ICEA leaves them unchanged otherwise) and ``a``-scaled.
 
     Only pairs where both frames carry an energy are used for energies (likewise forces).
     """
@@ -333,12 +340,12 @@ def fit_pairs(
         for fs, ft, fr in zip(s_labels.forces, t_labels.forces, raw_labels.forces)
         if fs is not None and ft is not None
     ]
-    force_raw = force_tea = None
+    force_raw = force_icea = force_tea = None
     if f_pairs:
         fs = np.concatenate([p[0] for p in f_pairs])
         ft = np.concatenate([p[1] for p in f_pairs])
         fr = np.concatenate([p[2] for p in f_pairs])
-        force_raw, force_tea = rmse(fr, ft), rmse(scale * fs, ft)
+        force_raw, force_icea, force_tea = rmse(fr, ft), rmse(fs, ft), rmse(scale * fs, ft)
     return PairFit(
         scale=float(scale),
         n_pairs=int(m.sum()),
@@ -346,6 +353,7 @@ def fit_pairs(
         rmse_icea=rmse(icea_energy(e_s, n, src, tgt), e_t),
         rmse_tea=rmse(tea_energy(e_s, n, src, tgt, scale), e_t),
         force_rmse_raw=force_raw,
+        force_rmse_icea=force_icea,
         force_rmse_tea=force_tea,
     )
 
@@ -365,14 +373,16 @@ def run_tea(
     dispersion_name: str | None = None,
     data_path: str = "<data>",
     pair_paths: tuple[str, str] = ("<source pairs>", "<target pairs>"),
+    scale_forces: bool = True,
 ) -> tuple[list[Atoms], dict]:
     """Align ``data`` (source level) to the target level; returns the aligned frames and a JSON record.
 
     Exactly one of ``scale`` (given a) and ``pairs`` (fit a) is needed; both may be given, then ``a`` is
     the given one and the pairs only report RMSEs. Record keys: ``scale``, ``scale_source``
     ("given"/"fitted"), ``n_pairs``, ``rmse_raw``, ``rmse_icea``, ``rmse_tea`` (eV; null without pairs),
-    ``force_rmse_raw``, ``force_rmse_tea`` (eV/A; null without pairs/forces), ``e0_source``,
-    ``e0_target`` (eV, by symbol), ``dispersion``, ``n_frames``, ``keys``.
+    ``force_rmse_raw``, ``force_rmse_icea``, ``force_rmse_tea`` (eV/A, of the forces as written; null
+    without pairs/forces), ``scale_forces``, ``e0_source``, ``e0_target`` (eV, by symbol), ``dispersion``,
+    ``n_frames``, ``keys``.
     """
     if scale is None and pairs is None:
         raise ConfigError("TEA needs either a scale a or paired frames to fit it")
@@ -384,7 +394,8 @@ def run_tea(
             pairs[0], pairs[1], e0_source, e0_target, keys, None, dispersion, scale, pair_paths[0], pair_paths[1]
         )
     a = float(scale) if scale is not None else fit.scale  # type: ignore[union-attr]
-    aligned = align_structures(data, e0_source, e0_target, a, keys, dispersion, path=data_path)
+    aligned = align_structures(data, e0_source, e0_target, a, keys, dispersion, path=data_path, scale_forces=scale_forces)
+    force_tea = (fit.force_rmse_tea if scale_forces else fit.force_rmse_icea) if fit else None
     record = {
         "method": "tea" if a != 1.0 else "icea",
         "scale": a,
@@ -394,7 +405,9 @@ def run_tea(
         "rmse_icea": fit.rmse_icea if fit else None,
         "rmse_tea": fit.rmse_tea if fit else None,
         "force_rmse_raw": fit.force_rmse_raw if fit else None,
-        "force_rmse_tea": fit.force_rmse_tea if fit else None,
+        "force_rmse_icea": fit.force_rmse_icea if fit else None,
+        "force_rmse_tea": force_tea,
+        "scale_forces": bool(scale_forces),
         "e0_source": _symbols(e0_source),
         "e0_target": _symbols(e0_target),
         "dispersion": dispersion_name,

@@ -173,3 +173,16 @@ def test_isolated_energies_forms(tmp_path):
     assert load_isolated_energies(str(p)) == {6: -1030.0, 1: -13.0}
     with pytest.raises(ConfigError):
         load_isolated_energies("Xx=1.0")
+
+
+def test_keep_forces_scales_energies_only():
+    a = 0.6
+    frames = make_frames(stress=True)
+    out = align_structures(frames, E0_SOURCE, E0_TARGET, scale=a, scale_forces=False)
+    full = align_structures(frames, E0_SOURCE, E0_TARGET, scale=a)
+    np.testing.assert_allclose(energies(out), energies(full), atol=1e-12)
+    for f in range(len(frames)):
+        np.testing.assert_array_equal(get_forces(out[f]), frames[f].get_forces())
+        np.testing.assert_array_equal(get_tensor(out[f], "stress"), get_tensor(frames[f], "stress"))
+    back = align_structures(out, E0_SOURCE, E0_TARGET, scale=a, inverse=True, scale_forces=False)
+    np.testing.assert_allclose(energies(back), energies(frames), atol=1e-9)
