@@ -2,8 +2,10 @@
 
 Conventions mapped on import (see docs/model.md):
 
-* Tensor-product paths with odd ``l1 + l2 + l3``: e3nn 0.4.4's ``wigner_3j`` (used by mace-torch) is
-  the negative of e3nn 0.6's, so the radial-MLP outputs that weight those paths are negated.
+* Tensor-product paths: e3nn 0.4.4's ``wigner_3j`` (used by mace-torch) differs in sign from e3nn 0.6's for
+  some paths with odd ``l1 + l2 + l3`` ((1,2,2), (2,1,2), (2,2,1), (1,3,3), (3,1,3), (3,3,1), ... but not
+  (1,1,1) or (2,2,3)). The relative sign is measured against a stored 0.4.4 reference table, and the
+  radial-MLP outputs that weight the flipped paths are negated.
 * Symmetric-contraction weights are given in mace's ``U_matrix_*`` bases; we solve
   ``sym(U_mace) = U_ours T`` by least squares (residual checked < 1e-10) and use ``W_ours = T W_mace``.
 * Interaction classes map to ``interaction`` kinds; per-head E0s and scale/shift come from the state dict.
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from e3nn import o3
 
 from mlip.errors import ConfigError, ModelFileError
 from mlip.nn.coupling import basis_transform
@@ -33,6 +36,88 @@ INTERACTION_CLASSES = {
 }
 
 _BASIS_TOL = 1e-10
+
+# e3nn 0.4.4 (mace-torch's pin) wigner_3j(l1, l2, l3): (flat index of the first entry with |C| > 1e-6, its sign).
+# Measured with e3nn 0.4.4; comparing with the installed e3nn gives the relative phase of every path.
+_W3J_044_REFERENCE: dict[tuple[int, int, int], tuple[int, int]] = {
+    (0, 0, 0): (0, 1),
+    (0, 1, 1): (0, 1),
+    (0, 2, 2): (0, 1),
+    (0, 3, 3): (0, 1),
+    (0, 4, 4): (0, 1),
+    (1, 0, 1): (0, 1),
+    (1, 1, 0): (0, 1),
+    (1, 1, 1): (5, 1),
+    (1, 1, 2): (2, -1),
+    (1, 2, 1): (2, 1),
+    (1, 2, 2): (1, 1),
+    (1, 2, 3): (4, -1),
+    (1, 3, 2): (4, 1),
+    (1, 3, 3): (1, 1),
+    (1, 3, 4): (6, -1),
+    (1, 4, 3): (6, 1),
+    (1, 4, 4): (1, 1),
+    (2, 0, 2): (0, 1),
+    (2, 1, 1): (2, 1),
+    (2, 1, 2): (1, -1),
+    (2, 1, 3): (4, -1),
+    (2, 2, 0): (0, 1),
+    (2, 2, 1): (3, 1),
+    (2, 2, 2): (2, -1),
+    (2, 2, 3): (7, 1),
+    (2, 2, 4): (4, 1),
+    (2, 3, 1): (2, 1),
+    (2, 3, 2): (1, -1),
+    (2, 3, 3): (4, -1),
+    (2, 3, 4): (3, 1),
+    (2, 4, 2): (4, 1),
+    (2, 4, 3): (1, -1),
+    (2, 4, 4): (6, -1),
+    (3, 0, 3): (0, 1),
+    (3, 1, 2): (4, 1),
+    (3, 1, 3): (1, -1),
+    (3, 1, 4): (6, -1),
+    (3, 2, 1): (2, 1),
+    (3, 2, 2): (1, 1),
+    (3, 2, 3): (4, -1),
+    (3, 2, 4): (3, -1),
+    (3, 3, 0): (0, 1),
+    (3, 3, 1): (3, 1),
+    (3, 3, 2): (2, -1),
+    (3, 3, 3): (9, 1),
+    (3, 3, 4): (4, 1),
+    (3, 4, 1): (2, 1),
+    (3, 4, 2): (1, -1),
+    (3, 4, 3): (4, -1),
+    (3, 4, 4): (3, 1),
+    (4, 0, 4): (0, 1),
+    (4, 1, 3): (6, 1),
+    (4, 1, 4): (1, -1),
+    (4, 2, 2): (4, 1),
+    (4, 2, 3): (1, 1),
+    (4, 2, 4): (6, -1),
+    (4, 3, 1): (2, 1),
+    (4, 3, 2): (1, 1),
+    (4, 3, 3): (4, -1),
+    (4, 3, 4): (3, -1),
+    (4, 4, 0): (0, 1),
+    (4, 4, 1): (3, 1),
+    (4, 4, 2): (2, -1),
+    (4, 4, 3): (9, 1),
+    (4, 4, 4): (4, 1),
+}
+
+
+def e3nn044_relative_sign(l1: int, l2: int, l3: int) -> int:
+    """+1 or -1: installed e3nn's ``wigner_3j(l1, l2, l3)`` relative to e3nn 0.4.4's (both unit norm)."""
+    key = (l1, l2, l3)
+    if key not in _W3J_044_REFERENCE:
+        raise ConfigError(f"no e3nn 0.4.4 phase reference for the coupling path {key} (l <= 4 supported)")
+    index, sign = _W3J_044_REFERENCE[key]
+    current = float(o3.wigner_3j(l1, l2, l3, dtype=torch.float64).flatten()[index])
+    if abs(current) < 1e-6:
+        raise ConfigError(f"unexpected e3nn wigner_3j{key}: cannot determine its phase")
+    return 1 if (current > 0) == (sign > 0) else -1
 
 
 def _class_name(value: Any) -> str:
@@ -115,7 +200,7 @@ def load_mace_state(model: MACE, state: dict[str, np.ndarray]) -> None:
     new["node_embedding.weight"] = take("node_embedding.linear.weight")
     for t, inter in enumerate(model.interactions):
         p = f"interactions.{t}."
-        flips = inter.conv.sign_flip_slices
+        flips = [sl for (l1, l2, l3), sl in inter.conv.path_slices() if e3nn044_relative_sign(l1, l2, l3) < 0]
         new[p + "linear_up.weight"] = take(p + "linear_up.weight")
         if isinstance(inter, NonLinearInteraction):
             for name in ("source_embedding", "target_embedding", "linear_res", "linear_1", "linear_2", "skip"):
@@ -189,14 +274,14 @@ def _check_constants(model: MACE, state: dict[str, np.ndarray]) -> None:
         for name in ("a", "q", "p"):
             key = f"radial_embedding.distance_transform.{name}"
             if key in state:
-                setattr(tr, name, float(state[key]))
+                getattr(tr, name).fill_(float(state[key]))
     if model.pair is not None:
         c = state.get("pair_repulsion_fn.c")
         if c is not None and not np.allclose(c, [0.1818, 0.5099, 0.2802, 0.02817], rtol=1e-12, atol=0):
             raise ModelFileError("mace state dict: modified ZBL coefficients are not supported")
         if "pair_repulsion_fn.a_exp" in state:
-            model.pair.a_exp = float(state["pair_repulsion_fn.a_exp"])
-            model.pair.a_prefactor = float(state["pair_repulsion_fn.a_prefactor"])
+            model.pair.a_exp.fill_(float(state["pair_repulsion_fn.a_exp"]))
+            model.pair.a_prefactor.fill_(float(state["pair_repulsion_fn.a_prefactor"]))
 
 
 def convert_mace(hyperparameters: dict[str, Any], state: dict[str, np.ndarray], dtype: torch.dtype = torch.float64) -> MACE:

@@ -6,8 +6,8 @@
 The tensor product is e3nn's ``o3.TensorProduct`` with ``uvu`` instructions and external per-edge
 weights (``R``, from the radial MLP). Its output irreps are sorted (e3nn ``Irreps.sort``) and the
 instructions permuted accordingly, so a following ``o3.Linear`` can act on the simplified irreps.
-Coupling phase: e3nn 0.6 ``wigner_3j``; paths with odd ``l1 + l2 + l3`` differ in sign from e3nn 0.4.4
-(see :attr:`ChannelwiseConvolution.sign_flip_slices`).
+Coupling phase: the installed e3nn's ``wigner_3j`` (0.6: some odd ``l1 + l2 + l3`` paths differ in sign
+from e3nn 0.4.4; :meth:`ChannelwiseConvolution.path_slices` lets the importer map them).
 """
 
 from __future__ import annotations
@@ -58,20 +58,16 @@ class ChannelwiseConvolution(torch.nn.Module):
         )
         self.weight_numel = self.tp.weight_numel
 
-    @property
-    def sign_flip_slices(self) -> list[slice]:
-        """Weight slices of paths whose e3nn 0.6 coupling is the negative of e3nn 0.4.4's (odd l1+l2+l3)."""
+    def path_slices(self) -> list[tuple[tuple[int, int, int], slice]]:
+        """``((l1, l2, l3), slice)`` of every path's entries in the weight vector (for convention mapping)."""
         out = []
         start = 0
         for ins in self.tp.instructions:
             n = 1
             for s in ins.path_shape:
                 n *= s
-            l1 = self.irreps_node[ins.i_in1].ir.l
-            l2 = self.irreps_sh[ins.i_in2].ir.l
-            l3 = self.irreps_out[ins.i_out].ir.l
-            if (l1 + l2 + l3) % 2 == 1:
-                out.append(slice(start, start + n))
+            ls = (self.irreps_node[ins.i_in1].ir.l, self.irreps_sh[ins.i_in2].ir.l, self.irreps_out[ins.i_out].ir.l)
+            out.append((ls, slice(start, start + n)))
             start += n
         return out
 

@@ -27,8 +27,8 @@ class ZBL(torch.nn.Module):
     def __init__(self, p: int = 5, a_prefactor: float = 0.4543, a_exp: float = 0.300):
         super().__init__()
         self.p = int(p)
-        self.a_prefactor = a_prefactor
-        self.a_exp = a_exp
+        self.register_buffer("a_prefactor", torch.tensor(a_prefactor, dtype=torch.float64))
+        self.register_buffer("a_exp", torch.tensor(a_exp, dtype=torch.float64))
         self.register_buffer("covalent_radii", covalent_radii_table())
 
     def edge_energy(self, x: torch.Tensor, z_s: torch.Tensor, z_r: torch.Tensor) -> torch.Tensor:

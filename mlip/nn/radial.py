@@ -70,9 +70,9 @@ class AgnesiTransform(torch.nn.Module):
 
     def __init__(self, a: float = 1.0805, q: float = 0.9183, p: float = 4.5791):
         super().__init__()
-        self.a = a
-        self.q = q
-        self.p = p
+        self.register_buffer("a", torch.tensor(a, dtype=torch.float64))
+        self.register_buffer("q", torch.tensor(q, dtype=torch.float64))
+        self.register_buffer("p", torch.tensor(p, dtype=torch.float64))
         self.register_buffer("covalent_radii", covalent_radii_table())
 
     def forward(self, x: torch.Tensor, z_sender: torch.Tensor, z_receiver: torch.Tensor) -> torch.Tensor:

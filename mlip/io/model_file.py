@@ -1,0 +1,116 @@
+"""Model files: tensors plus a JSON description, loaded without unpickling any class.
+
+Layout (one ``torch.save`` of plain containers)::
+
+    {"mlip_model": <JSON string>, "state_dict": {name: tensor}}
+
+The JSON holds ``format``, ``format_version``, ``mlip_version``, ``hparams`` (``ModelHyperparameters``),
+``atomic_numbers``, ``heads``, ``r_max``, ``dtype`` and user ``metadata``. Loading uses
+``torch.load(weights_only=True)``, rebuilds the model from the hyper-parameters and loads the tensors
+strictly. Writes are atomic (temporary file in the same folder, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import mlip
+from mlip.errors import ModelFileError
+from mlip.nn.hparams import ModelHyperparameters
+from mlip.nn.model import MACE, build_model, refresh_wigner_buffers
+
+FORMAT = "mlip-model"
+FORMAT_VERSION = 1
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _dtype_name(model: torch.nn.Module) -> str:
+    for p in model.parameters():
+        return str(p.dtype).replace("torch.", "")
+    return "float64"
+
+
+def save_model(model: MACE, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
+    """Write ``model`` to ``path`` atomically (tensors moved to CPU)."""
+    path = Path(path)
+    info = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "mlip_version": mlip.__version__,
+        "hparams": model.hparams.to_dict(),
+        "atomic_numbers": list(model.atomic_numbers),
+        "heads": list(model.heads),
+        "r_max": float(model.r_max),
+        "dtype": _dtype_name(model),
+        "metadata": metadata or {},
+    }
+    try:
+        text = json.dumps(info)
+    except TypeError as err:
+        raise ModelFileError(f"{path}: metadata is not JSON-serialisable: {err}") from None
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save({"mlip_model": text, "state_dict": state}, fh)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_model_info(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The JSON description and the tensors of a model file (no model is built)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt file, pickle with classes, ... (weights_only refuses them)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelFileError(f"{path}: not a readable mlip model file ({first})") from None
+    if not isinstance(payload, dict) or "mlip_model" not in payload or "state_dict" not in payload:
+        raise ModelFileError(f"{path}: not an mlip model file (missing 'mlip_model'/'state_dict')")
+    try:
+        info = json.loads(payload["mlip_model"])
+    except (TypeError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{path}: corrupt model description: {err}") from None
+    if info.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: unknown format {info.get('format')!r}")
+    if int(info.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: format version {info.get('format_version')} is newer than this mlip supports")
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelFileError(f"{path}: corrupt state dict")
+    return info, state
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> MACE:
+    """Load a model saved by :func:`save_model`; ``dtype`` defaults to the stored one."""
+    info, state = read_model_info(path)
+    try:
+        hp = ModelHyperparameters.from_dict(info["hparams"])
+    except (KeyError, TypeError) as err:
+        raise ModelFileError(f"{path}: bad hyper-parameters: {err}") from None
+    stored = _DTYPES.get(info.get("dtype", "float64"), torch.float64)
+    try:
+        model = build_model(hp, dtype=torch.float64)
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError, KeyError, NotImplementedError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise ModelFileError(f"{path}: tensors do not match the hyper-parameters ({first})") from None
+    model.to(dtype=dtype or stored)
+    refresh_wigner_buffers(model)
+    if device is not None:
+        model.to(device)
+    model.eval()
+    return model
