@@ -416,3 +416,74 @@ def run_tea(
         "units": {"energy": "eV", "forces": "eV/A"},
     }
     return aligned, record
+
+
+# ----------------------------------------------------------------------------------------------------
+# hooks for the training pipeline (Configuration lists, a ``tea:`` block per data set)
+
+
+def align_configurations(
+    configs: Sequence,
+    e0_source: Mapping[int, float],
+    e0_target: Mapping[int, float],
+    scale: float = 1.0,
+    inverse: bool = False,
+    scale_forces: bool = True,
+    path: str = "<data>",
+) -> list:
+    """TEA on :class:`mlip.data.configuration.Configuration` objects (copies; weights, head, config_type
+    kept). Same maths as :func:`align_structures`; dispersion removal is not offered here (do it on files
+    with ``mlip-align tea``)."""
+    import dataclasses
+
+    if inverse and scale == 0:
+        raise ConfigError("TEA scale a = 0 cannot be inverted")
+    elements = elements_of(configs)
+    counts = element_counts(configs, elements, path)
+    src = e0_vector(e0_source, elements, "source isolated atoms")
+    tgt = e0_vector(e0_target, elements, "target isolated atoms")
+    energy = np.array([c.energy if c.energy is not None else 0.0 for c in configs], dtype=float)
+    new = (tea_inverse_energy if inverse else tea_energy)(energy, counts, src, tgt, scale)
+    factor = (1.0 / scale if inverse else scale) if scale_forces else 1.0
+    out = []
+    for f, c in enumerate(configs):
+        out.append(
+            dataclasses.replace(
+                c,
+                energy=None if c.energy is None else float(new[f]),
+                forces=None if c.forces is None else factor * np.asarray(c.forces),
+                stress=None if c.stress is None else factor * np.asarray(c.stress),
+                virials=None if c.virials is None else factor * np.asarray(c.virials),
+                property_weights=dict(c.property_weights),
+            )
+        )
+    return out
+
+
+def resolve_tea(
+    source_atoms,
+    target_atoms,
+    scale: float | None = None,
+    pairs: tuple[str, str] | None = None,
+    energy_key: str = "energy",
+) -> tuple[dict[int, float], dict[int, float], float, dict]:
+    """Resolve a ``tea:`` block: isolated-atom energies (files, JSON, inline or mappings), a given scale
+    or paired files to fit it. Returns (E0_source, E0_target, a, record) with the RMSE record of
+    :func:`run_tea` (null RMSEs without pairs)."""
+    from mlip.fidelity.labels import load_isolated_energies, read_structures
+
+    e0_src = load_isolated_energies(source_atoms, energy_key)
+    e0_tgt = load_isolated_energies(target_atoms, energy_key)
+    keys = LabelKeys(energy=energy_key)
+    if pairs is not None:
+        fit = fit_pairs(read_structures(pairs[0]), read_structures(pairs[1]), e0_src, e0_tgt, keys, None, None,
+                        scale, pairs[0], pairs[1])
+        a = fit.scale
+        record = {"scale": a, "n_pairs": fit.n_pairs, "rmse_raw": fit.rmse_raw, "rmse_icea": fit.rmse_icea,
+                  "rmse_tea": fit.rmse_tea}
+    elif scale is not None:
+        a = float(scale)
+        record = {"scale": a, "n_pairs": 0, "rmse_raw": None, "rmse_icea": None, "rmse_tea": None}
+    else:
+        raise ConfigError("tea: needs 'scale' or 'pairs'")
+    return e0_src, e0_tgt, a, record

@@ -186,3 +186,18 @@ def test_keep_forces_scales_energies_only():
         np.testing.assert_array_equal(get_tensor(out[f], "stress"), get_tensor(frames[f], "stress"))
     back = align_structures(out, E0_SOURCE, E0_TARGET, scale=a, inverse=True, scale_forces=False)
     np.testing.assert_allclose(energies(back), energies(frames), atol=1e-9)
+
+
+def test_align_configurations_matches_atoms_path():
+    from mlip.data.configuration import Configuration
+
+    from mlip.fidelity.tea import align_configurations
+
+    frames = make_frames()
+    configs = [Configuration(numbers=a.numbers, positions=a.positions, energy=a.get_potential_energy(),
+                             forces=a.get_forces(), head="xtb") for a in frames]
+    out = align_configurations(configs, E0_SOURCE, E0_TARGET, scale=0.9)
+    ref = align_structures(frames, E0_SOURCE, E0_TARGET, scale=0.9)
+    np.testing.assert_allclose([c.energy for c in out], energies(ref), atol=1e-9)
+    np.testing.assert_allclose(out[2].forces, 0.9 * frames[2].get_forces())
+    assert out[0].head == "xtb" and configs[0].energy == frames[0].get_potential_energy()
