@@ -211,6 +211,15 @@ def with_labels(
     """A copy of ``atoms`` without calculator whose labels are stored in ``info``/``arrays`` under ``keys``."""
     out = atoms.copy()
     out.calc = None
+    # keep calculator results that are not rewritten here (e.g. DFT 'energy' next to a 'REF_energy' key)
+    for key, value in (getattr(atoms.calc, "results", None) or {}).items():
+        if key in (keys.energy, keys.forces, keys.stress, keys.virials):
+            continue
+        arr = np.asarray(value)
+        if arr.ndim >= 1 and arr.shape[0] == len(out) and key not in ("stress", "virial", "virials"):
+            out.arrays.setdefault(key, arr.copy())
+        else:
+            out.info.setdefault(key, value)
     for key in (keys.energy, keys.stress, keys.virials):
         out.info.pop(key, None)
     if keys.forces in out.arrays:

@@ -201,3 +201,25 @@ def test_align_configurations_matches_atoms_path():
     np.testing.assert_allclose([c.energy for c in out], energies(ref), atol=1e-9)
     np.testing.assert_allclose(out[2].forces, 0.9 * frames[2].get_forces())
     assert out[0].head == "xtb" and configs[0].energy == frames[0].get_potential_energy()
+
+
+def test_custom_keys_keep_other_labels(tmp_path):
+    import ase.io
+
+    from mlip.fidelity.labels import LabelKeys, read_structures, write_extxyz
+
+    frames = make_frames()
+    for a in frames:
+        a.info["xtb_energy"] = a.get_potential_energy() + 1.0
+        a.arrays["xtb_forces"] = 2.0 * a.get_forces()
+    keys = LabelKeys(energy="xtb_energy", forces="xtb_forces")
+    out = align_structures(frames, E0_SOURCE, E0_TARGET, scale=0.5, keys=keys)
+    write_extxyz(tmp_path / "o.xyz", out)
+    back = read_structures(tmp_path / "o.xyz")
+    # the untouched calculator labels survive; the keyed ones are aligned
+    assert back[0].get_potential_energy() == pytest.approx(frames[0].get_potential_energy(), abs=1e-6)
+    np.testing.assert_allclose(back[0].arrays["xtb_forces"], frames[0].get_forces(), atol=1e-6)
+    e_at = sum(E0_SOURCE[int(z)] for z in frames[0].numbers) - (frames[0].get_potential_energy() + 1.0)
+    expected = sum(E0_TARGET[int(z)] for z in frames[0].numbers) - 0.5 * e_at
+    assert back[0].info["xtb_energy"] == pytest.approx(expected, abs=1e-6)
+    assert len(ase.io.read(tmp_path / "o.xyz", ":")) == 9
