@@ -116,7 +116,10 @@ def _frame_numbers(index: str | int | slice) -> tuple[int, int] | None:
     if isinstance(index, str):
         from ase.io.formats import string2index
 
-        index = string2index(index)
+        try:
+            index = string2index(index)
+        except ValueError:
+            return None
         if isinstance(index, int):
             return (index, 1) if index >= 0 else None
     if isinstance(index, slice):
@@ -137,6 +140,13 @@ def _iter_frames(path: str, index: str | int | slice, format: str | None):
         raise frame_error(path, None, None, "is a directory, not a structure file")
     if os.path.getsize(path) == 0:
         raise frame_error(path, None, None, "empty file")
+    if isinstance(index, str):
+        from ase.io.formats import string2index
+
+        try:
+            string2index(index)
+        except ValueError:
+            raise frame_error(path, None, "index", f"not a frame index or slice: {index!r}") from None
     numbering = _frame_numbers(index)
     count = 0
     if isinstance(index, int):
