@@ -167,6 +167,9 @@ class TrainConfig:
     eval_interval: int = 1
     on_nonfinite: Literal["stop", "skip"] = "stop"
     progress: bool = True
+    """Show a progress bar per epoch."""
+    plot: bool = True
+    """Write learning_curve.png at the end."""
 
 
 @dataclass

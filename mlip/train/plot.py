@@ -43,11 +43,10 @@ def plot_learning_curves(metrics_path: str | os.PathLike, out_path: str | os.Pat
         xs, ys = _series(records, "valid", metric)
         if xs:
             ax.plot(xs, [1000 * y for y in ys], "o-", ms=3)
-            ax.set_yscale("log")
         ax.set_ylabel(label)
     for ax in axes:
         ax.set_xlabel("epoch")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.95, wspace=0.3)
     out = Path(out_path)
     tmp = out.with_name(f".{out.stem}.tmp.png")
     fig.savefig(tmp, dpi=100)

@@ -335,7 +335,8 @@ def train(cfg: Config, resume: bool = False, hooks: TrainerHooks | None = None, 
         tmp = run_dir / ".final_metrics.json.tmp"
         tmp.write_text(json.dumps(final, indent=1))
         os.replace(tmp, run_dir / "final_metrics.json")
-        _plot(run_dir)
+        if t.plot:
+            _plot(run_dir)
         log(f"model written to {final_path}")
     hooks.barrier()
     return final_path

@@ -50,7 +50,7 @@ def tiny_config(files: dict[str, Path], out: Path, **sections) -> dict:
         },
         "model": dict(TINY_MODEL),
         "loss": {"type": "mse", "energy_weight": 1.0, "forces_weight": 100.0},
-        "train": {"max_epochs": 3, "batch_size": 4, "lr": 0.01, "progress": False},
+        "train": {"max_epochs": 3, "batch_size": 4, "lr": 0.01, "progress": False, "plot": False},
         "ema": {"use": True, "decay": 0.9},
         "output_dir": str(out),
         "device": "cpu",
@@ -70,10 +70,10 @@ def write_config(cfg: dict, path: Path) -> Path:
     return path
 
 
-def subprocess_env() -> dict[str, str]:
+def subprocess_env(threads: int = 1) -> dict[str, str]:
     env = dict(os.environ)
-    env["OMP_NUM_THREADS"] = "1"
-    env["MKL_NUM_THREADS"] = "1"
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["MKL_NUM_THREADS"] = str(threads)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
@@ -82,11 +82,11 @@ PYTHON = sys.executable
 
 
 def make_acac_small(tmp_path: Path) -> dict[str, Path]:
-    """24 training and 8 test frames of the bundled acac slice, plus isolated atoms."""
+    """20 training and 8 test frames of the bundled acac slice, plus isolated atoms."""
     if not (ACAC / "train.xyz").is_file():
         pytest.skip("bundled data/acac missing")
     return {
-        "train": slice_xyz(ACAC / "train.xyz", tmp_path / "train.xyz", 24),
+        "train": slice_xyz(ACAC / "train.xyz", tmp_path / "train.xyz", 20),
         "test": slice_xyz(ACAC / "test.xyz", tmp_path / "test.xyz", 8),
         "isolated": ACAC / "isolated_atoms.xyz",
     }
