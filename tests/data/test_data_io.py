@@ -92,6 +92,7 @@ def test_write_read_round_trip(tmp_path):
     config = Configuration(
         numbers=[14, 14], positions=[[0, 0, 0], [1.4, 1.3, 1.2]], cell=np.eye(3) * 5, pbc=[True] * 3,
         energy=-3.25, forces=rng.normal(size=(2, 3)), stress=np.diag([0.1, 0.2, 0.3]),
+        virials=np.arange(9.0).reshape(3, 3),
         weight=2.0, property_weights={"stress": 0.5}, config_type="bulk", head="h",
     )
     path = tmp_path / "out.xyz"
@@ -100,6 +101,7 @@ def test_write_read_round_trip(tmp_path):
     assert back.energy == config.energy and back.head == "h" and back.config_type == "bulk"
     np.testing.assert_allclose(back.forces, config.forces)
     np.testing.assert_allclose(back.stress, config.stress)
+    np.testing.assert_allclose(back.virials, [[0, 1, 2], [3, 4, 5], [6, 7, 8]])
     assert back.weight == 2.0 and back.property_weights["stress"] == 0.5
 
 

@@ -98,3 +98,14 @@ def test_acac_isolated_statistics():
     # C5H8O2: interaction energy per atom about -4.9 eV (atomisation energy ~73 eV / 15 atoms).
     assert -5.5 < stats["mean_interaction_energy"] < -4.0
     assert 10 < stats["avg_num_neighbors"] < 14  # 15-atom molecule, r_max 5 A: most atoms see most others
+
+
+def test_statistics_input_errors():
+    frames = molecules(count=5)
+    frames[2].head = "other"
+    with pytest.raises(DataError, match="unknown head 'other'"):
+        compute_statistics(frames, 2.0, [1, 6, 8], TRUE_E0)
+    with pytest.raises(DataError, match=r"m:\d+: key 'species': element O"):
+        compute_statistics(molecules(count=5), 2.0, [1, 6], {"H": 0.0, "C": 0.0})
+    with pytest.raises(DataError, match="unknown value 'guess'"):
+        compute_statistics(molecules(count=5), 2.0, [1, 6, 8], "guess")
