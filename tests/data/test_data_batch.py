@@ -129,3 +129,15 @@ def test_loader_with_budget_and_workers_api():
         assert batch["positions"].shape[0] <= 10 or len(batch["ptr"]) == 2
         total += len(batch["ptr"]) - 1
     assert total == 8
+
+
+def test_loader_with_a_worker_process_gives_the_same_batches():
+    _, graphs = make_graphs(count=6)
+    single = make_loader(graphs, 2, shuffle=True, seed=5)
+    worker = make_loader(graphs, 2, shuffle=True, seed=5, num_workers=1)
+    for loader in (single, worker):
+        loader.set_epoch(2)
+    a = [b["positions"] for b in single]
+    b = [b["positions"] for b in worker]
+    assert len(a) == len(b) == 3
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
