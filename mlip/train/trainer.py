@@ -257,7 +257,7 @@ class Trainer:
                 last = latest_checkpoint(self.ckpt_dir)
                 keep = f"last good checkpoint kept: {last}" if last else "no checkpoint written yet"
                 raise NonFiniteLossError(
-                    f"non-finite {what} ({float(loss)}) at epoch {epoch}, batch {i}; {keep} "
+                    f"non-finite {what} ({float(loss.detach())}) at epoch {epoch}, batch {i}; {keep} "
                     f"(set train.on_nonfinite=skip to skip such batches)"
                 )
             self.optimizer.step()
