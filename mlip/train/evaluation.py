@@ -79,7 +79,6 @@ def write_predictions(path: str | os.PathLike, source: str, configs: Sequence[Co
     if len(frames) != len(configs):
         frames = [Atoms(numbers=c.numbers, positions=c.positions, cell=c.cell, pbc=c.pbc) for c in configs]
     for atoms, p in zip(frames, preds):
-        atoms.calc = None
         atoms.info["MLIP_energy"] = p["energy"]
         atoms.arrays["MLIP_forces"] = p["forces"]
         if p["stress"] is not None:

@@ -44,6 +44,14 @@ def _noop() -> None:
     return None
 
 
+def _call(fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
+def _pair(errors: Any, loss: Any) -> tuple[Any, Any]:
+    return errors, loss
+
+
 def _default_set_epoch(loader: Any, epoch: int) -> None:
     if hasattr(loader, "set_epoch"):
         loader.set_epoch(epoch)
@@ -65,6 +73,17 @@ class TrainerHooks:
     is_main: bool = True
     barrier: Callable[[], None] = _noop
     set_epoch: Callable[[Any, int], None] = _default_set_epoch
+    # data-parallel seams (mlip.train.distributed); single-process defaults
+    rank: int = 0
+    world_size: int = 1
+    run_on_main: Callable[[Callable[[], Any]], Any] = _call
+    """Run a function on rank 0 only and return its result on every rank (statistics)."""
+    shard: Callable[[Sequence[Any]], Sequence[Any]] = _identity
+    """This rank's share of a list of evaluation frames."""
+    reduce_eval: Callable[[FrameErrors, float | None], tuple[FrameErrors, float | None]] = _pair
+    """Merge the sharded evaluation results of all ranks (same result on every rank)."""
+    all_true: Callable[[bool], bool] = _identity
+    """Whether a flag holds on every rank (e.g. a finite loss, agreed before backward)."""
 
 
 @dataclass
@@ -241,7 +260,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             out = self.train_module(batch, compute_forces=True, compute_stress=self.compute_stress, training=True)
             loss, _terms = self.loss_fn(batch, out)
-            finite = bool(torch.isfinite(loss))
+            finite = self.hooks.all_true(bool(torch.isfinite(loss)))
             grad_norm = None
             if finite:
                 loss.backward()
@@ -275,8 +294,10 @@ class Trainer:
         """Errors and mean loss on ``source`` with the EMA weights."""
         if self.ema is not None:
             with self.ema.average_parameters():
-                return evaluate(self.model, source.batches, self.heads, self.compute_stress, self.loss_fn, self.device)
-        return evaluate(self.model, source.batches, self.heads, self.compute_stress, self.loss_fn, self.device)
+                result = evaluate(self.model, source.batches, self.heads, self.compute_stress, self.loss_fn, self.device)
+        else:
+            result = evaluate(self.model, source.batches, self.heads, self.compute_stress, self.loss_fn, self.device)
+        return self.hooks.reduce_eval(*result)
 
     def _ema_state(self) -> dict[str, torch.Tensor]:
         if self.ema is not None:
