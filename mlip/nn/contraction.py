@@ -93,11 +93,27 @@ class SymmetricContraction(torch.nn.Module):
         outs = []
         for o, M in enumerate(self.out_dims):
             nu = self.correlation
-            U_top = getattr(self, f"U_{o}_{nu}")
-            w = self.weight(o, nu)[element]  # [N, P, C]
-            P = w.shape[1]
-            z = a.unsqueeze(-1) * w.transpose(1, 2).unsqueeze(2)  # [N, C, K, P]
-            t = (z.reshape(N * C, K * P) @ U_top.to(x.dtype)).reshape(N, C, M * K ** (nu - 1))
+            U_top = getattr(self, f"U_{o}_{nu}").to(x.dtype)
+            W_top = self.weight(o, nu)  # [E, P, C]
+            P = W_top.shape[1]
+            Q = M * K ** (nu - 1)
+            if self.num_elements < P:
+                # weights first: c_e[C, K, Q] = sum_p W[e,p,c] U[k,p,q]; then a per-channel matmul per element
+                U3 = U_top.reshape(K, P, Q)
+                t = torch.zeros(N, C, Q, dtype=x.dtype, device=x.device)
+                a_c = a.transpose(0, 1)  # [C, N, K]
+                for e in range(self.num_elements):
+                    c_e = torch.einsum("pc,kpq->ckq", W_top[e], U3)
+                    t_e = torch.bmm(a_c, c_e).transpose(0, 1)  # [N, C, Q]
+                    if self.num_elements == 1:
+                        t = t_e
+                    else:
+                        t = t + t_e * (element == e).to(x.dtype).view(N, 1, 1)
+            else:
+                # features first: z[n,c,k,p] = a[n,c,k] W[z_n,p,c], then one matmul with U
+                w = W_top[element]  # [N, P, C]
+                z = a.unsqueeze(-1) * w.transpose(1, 2).unsqueeze(2)  # [N, C, K, P]
+                t = (z.reshape(N * C, K * P) @ U_top).reshape(N, C, Q)
             for n in range(nu - 1, 0, -1):
                 U_n = getattr(self, f"U_{o}_{n}").to(x.dtype)  # [P_n, M*K^n]
                 w_n = self.weight(o, n)[element].transpose(1, 2)  # [N, C, P_n]
