@@ -81,6 +81,8 @@ class DataConfig:
     """Multi-head training; empty means one head named ``Default`` built from the keys above."""
     split_seed: int | None = None
     """Seed of the random validation split (default: the top-level ``seed``)."""
+    num_workers: int = 0
+    """DataLoader worker processes for on-disk (``.h5``, from ``mlip-preprocess``) training data."""
 
 
 def _model_section() -> type:
@@ -197,6 +199,8 @@ class Config:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64"] = "float64"
     seed: int = 1
+    distributed: bool = False
+    """Data-parallel training with torch.distributed (implied under torchrun; see docs/scale-out.md)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON serialisable)."""

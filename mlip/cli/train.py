@@ -26,7 +26,12 @@ def _main(argv: list[str] | None) -> int:
     from mlip.train.run import train
 
     cfg = load_config(args.config, args.overrides)
-    train(cfg, resume=args.resume)
+    from mlip.train.distributed import train_distributed, wants_distributed
+
+    if wants_distributed(cfg):
+        train_distributed(cfg, resume=args.resume)
+    else:
+        train(cfg, resume=args.resume)
     return 0
 
 

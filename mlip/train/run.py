@@ -22,6 +22,7 @@ from mlip.config import Config, HeadConfig, dump_config
 from mlip.data.batch import collate, make_loader
 from mlip.data.configuration import Configuration
 from mlip.data.coverage import check_coverage, format_coverage_table
+from mlip.data.ondisk import is_ondisk_config, make_ondisk_loader, ondisk_training_data
 from mlip.data.graph import configuration_to_graph, graph_sizes
 from mlip.data.io import is_isolated_atom, read_configurations
 from mlip.data.splits import random_split
@@ -190,7 +191,7 @@ def eval_batches(
     max_edges: int | None,
 ) -> EvalSource:
     """Deterministic, in-order batches under the same budget rule as training."""
-    sizes = [graph_sizes(g) for g in graphs]
+    sizes = graphs.graph_sizes() if hasattr(graphs, "graph_sizes") else [graph_sizes(g) for g in graphs]
     chunks = budget_chunks([a for a, _ in sizes], [e for _, e in sizes], batch_size, max_atoms, max_edges)
 
     def batches() -> Iterator[tuple[dict[str, torch.Tensor], list[str]]]:
@@ -268,32 +269,44 @@ def train(cfg: Config, resume: bool = False, hooks: TrainerHooks | None = None, 
         if not resume and (run_dir / "metrics.jsonl").exists():
             (run_dir / "metrics.jsonl").unlink()
 
-    heads = load_datasets(cfg, log)
-    if hooks.is_main:
-        log(data_summary(heads))
-    check_label_coverage(cfg, heads, log if hooks.is_main else (lambda s: None))
-    hp = build_hparams(cfg, heads, log if hooks.is_main else (lambda s: None))
+    t = cfg.train
+    quiet = log if hooks.is_main else (lambda s: None)
+    if is_ondisk_config(cfg):  # HDF5 files from mlip-preprocess: lazy graphs, stored statistics
+        heads, hp, graphs, ctypes = ondisk_training_data(cfg, hooks.run_on_main, quiet)
+        head_names = list(heads)
+        loader = make_ondisk_loader(
+            graphs["train"], t.batch_size, shuffle=True, seed=cfg.seed, dtype=dtype,
+            max_atoms=t.max_atoms_per_batch, max_edges=t.max_edges_per_batch, num_workers=cfg.data.num_workers,
+            num_replicas=hooks.world_size, rank=hooks.rank,
+        )
+    else:
+        heads = load_datasets(cfg, log)
+        if hooks.is_main:
+            log(data_summary(heads))
+        check_label_coverage(cfg, heads, quiet)
+        hp = hooks.run_on_main(lambda: build_hparams(cfg, heads, quiet))
+
+        head_names = list(heads)
+        graphs = {s: [] for s in SPLITS}
+        ctypes = {s: [] for s in SPLITS}
+        for hd in heads.values():
+            for split in SPLITS:
+                for c in getattr(hd, split):
+                    graphs[split].append(configuration_to_graph(c, hp.r_max, head_names))
+                    ctypes[split].append(c.config_type)
+        loader = make_loader(
+            graphs["train"], t.batch_size, shuffle=True, seed=cfg.seed, dtype=dtype,
+            max_atoms=t.max_atoms_per_batch, max_edges=t.max_edges_per_batch,
+            num_replicas=hooks.world_size, rank=hooks.rank,
+        )
     model = build_model(hp, dtype=dtype).to(device)
     check_dtypes(model, dtype)
 
-    head_names = list(heads)
-    graphs: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
-    ctypes: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for hd in heads.values():
-        for split in SPLITS:
-            for c in getattr(hd, split):
-                graphs[split].append(configuration_to_graph(c, hp.r_max, head_names))
-                ctypes[split].append(c.config_type)
-
-    t = cfg.train
-    loader = make_loader(
-        graphs["train"], t.batch_size, shuffle=True, seed=cfg.seed, dtype=dtype,
-        max_atoms=t.max_atoms_per_batch, max_edges=t.max_edges_per_batch,
-    )
     vbs = t.valid_batch_size or t.batch_size
     valid = None
-    if graphs["valid"]:
-        valid = eval_batches(graphs["valid"], ctypes["valid"], vbs, dtype, t.max_atoms_per_batch, t.max_edges_per_batch)
+    if len(graphs["valid"]):
+        valid = eval_batches(hooks.shard(graphs["valid"]), hooks.shard(ctypes["valid"]), vbs, dtype,
+                             t.max_atoms_per_batch, t.max_edges_per_batch)
         valid.name = "valid"
 
     lw = LossWeights(cfg.loss.energy_weight, cfg.loss.forces_weight, cfg.loss.stress_weight, cfg.loss.virials_weight)
@@ -318,20 +331,23 @@ def train(cfg: Config, resume: bool = False, hooks: TrainerHooks | None = None, 
     state = trainer.fit()
     trainer.load_best()
     final_path = run_dir / "model.pt"
+    final: dict[str, Any] = {"best_epoch": state.best_epoch, "best_valid_loss": state.best_loss,
+                             "n_skipped": state.n_skipped}
+    for split in SPLITS:  # every rank evaluates its shard; the errors are gathered (hooks.reduce_eval)
+        if not len(graphs[split]):
+            continue
+        src = eval_batches(hooks.shard(graphs[split]), hooks.shard(ctypes[split]), vbs, dtype,
+                           t.max_atoms_per_batch, t.max_edges_per_batch)
+        from mlip.train.metrics import evaluate
+
+        stress = loss_fn.needs_stress() or _any_stress(heads, split) or bool(getattr(graphs[split], "has_stress", False))
+        errors, _ = hooks.reduce_eval(*evaluate(model, src.batches, head_names, stress, None, device))
+        final[split] = errors.grouped()
     if hooks.is_main:
         save_model(model, final_path, metadata={**metadata, "epoch": state.best_epoch})
-        final: dict[str, Any] = {"best_epoch": state.best_epoch, "best_valid_loss": state.best_loss,
-                                 "n_skipped": state.n_skipped}
         for split in SPLITS:
-            if not graphs[split]:
-                continue
-            src = eval_batches(graphs[split], ctypes[split], vbs, dtype, t.max_atoms_per_batch, t.max_edges_per_batch)
-            from mlip.train.metrics import evaluate
-
-            errors, _ = evaluate(model, src.batches, head_names, loss_fn.needs_stress() or _any_stress(heads, split),
-                                 None, device)
-            final[split] = errors.grouped()
-            log(format_table(final[split], f"final model (epoch {state.best_epoch}) on {split}:"))
+            if split in final:
+                log(format_table(final[split], f"final model (epoch {state.best_epoch}) on {split}:"))
         tmp = run_dir / ".final_metrics.json.tmp"
         tmp.write_text(json.dumps(final, indent=1))
         os.replace(tmp, run_dir / "final_metrics.json")

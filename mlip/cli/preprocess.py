@@ -1,0 +1,70 @@
+"""``mlip-preprocess``: write an on-disk (HDF5) dataset for training sets larger than memory.
+
+    mlip-preprocess --config c.yaml -o data_dir          # data section of a training config
+    mlip-preprocess --data a.xyz b.xyz --energy-key E -o out.h5 [--r-max 5] [--e0s fit]
+
+Frames are streamed (never all in memory) with a progress bar; see docs/scale-out.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from mlip.cli.common import run_cli
+from mlip.errors import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlip-preprocess", description=__doc__.split("\n\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", "-c", help="training config: its data section is converted (train/valid/test.h5)")
+    src.add_argument("--data", nargs="+", help="input structure files (any ASE format)")
+    p.add_argument("--output", "-o", required=True,
+                   help="with --config: output directory; with --data: output .h5 file")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (with --config)")
+    p.add_argument("--energy-key", default="energy")
+    p.add_argument("--forces-key", default="forces")
+    p.add_argument("--stress-key", default="stress")
+    p.add_argument("--virials-key", default="virials")
+    p.add_argument("--head", default=None, help="head name of every frame (default: the frames' 'head' key)")
+    p.add_argument("--r-max", type=float, default=5.0, help="cutoff (A) of the stored neighbour statistics")
+    p.add_argument("--e0s", default="fit",
+                   help="'fit', 'isolated' (needs --isolated-atoms or IsolatedAtom frames) or a JSON mapping")
+    p.add_argument("--isolated-atoms", default=None, help="file with isolated-atom frames (for --e0s isolated)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    from mlip.data.ondisk import is_ondisk_path, preprocess_config, preprocess_files
+
+    if args.config:
+        from mlip.config import load_config
+
+        preprocess_config(load_config(args.config, args.overrides), args.output, progress=not args.no_progress)
+        return 0
+    if args.overrides:
+        raise ConfigError(f"overrides {args.overrides} need --config")
+    if not is_ondisk_path(args.output):
+        raise ConfigError(f"--output {args.output}: expected a .h5 file name")
+    e0s = args.e0s
+    if e0s not in ("fit", "isolated"):
+        try:
+            e0s = json.loads(e0s)
+        except json.JSONDecodeError:
+            raise ConfigError(f"--e0s {args.e0s!r}: expected 'fit', 'isolated' or a JSON mapping") from None
+    keys = {"energy_key": args.energy_key, "forces_key": args.forces_key, "stress_key": args.stress_key,
+            "virials_key": args.virials_key}
+    preprocess_files(args.data, args.output, r_max=args.r_max, e0s=e0s, isolated_atoms=args.isolated_atoms,
+                     keys=keys, head=args.head, progress=not args.no_progress)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
