@@ -1,0 +1,55 @@
+"""mlip-convert from-mace through main(argv): the written model reproduces the mace-torch outputs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "nn"))
+
+from graphs import FIXTURES, atoms_structures, make_batch  # noqa: E402
+
+from mlip.cli.convert import main  # noqa: E402
+from mlip.io.model_file import load_model  # noqa: E402
+
+
+def test_convert_cli_parity(tmp_path, capsys):
+    d = FIXTURES / "mh_nonlinear_two_heads"
+    out = tmp_path / "model.pt"
+    rc = main(["from-mace", "--hyperparameters", str(d / "hyperparameters.json"), "--state-dict", str(d / "state_dict.npz"), "-o", str(out)])
+    assert rc == 0 and out.is_file()
+    model = load_model(out)
+    assert model.heads == ["dft", "xtb"] and model.atomic_numbers == [1, 6, 8]
+    atoms = ase.io.read(d / "structures.xyz", ":")
+    ref = np.load(d / "outputs.npz")
+    for h, head in enumerate(model.heads):
+        b = make_batch(atoms_structures(atoms), model.r_max, heads=[h] * len(atoms))
+        res = model(b, compute_forces=True, compute_stress=True)
+        np.testing.assert_allclose(res["energy"].detach().numpy(), ref[f"{head}/energy"], rtol=0, atol=1e-8)
+        np.testing.assert_allclose(res["forces"][: len(atoms[0])].detach().numpy(), ref[f"{head}/forces/0"], rtol=0, atol=1e-8)
+
+
+def test_convert_cli_errors(tmp_path, capsys):
+    d = FIXTURES / "off_residual"
+    assert main(["from-mace", "--hyperparameters", str(d / "hyperparameters.json"), "-o", str(tmp_path / "x.pt")]) == 2
+    assert "--state-dict" in capsys.readouterr().err
+    assert main(["from-mace", "--hyperparameters", str(tmp_path / "nope.json"), "--state-dict", str(d / "state_dict.npz"), "-o", str(tmp_path / "x.pt")]) == 2
+    assert "nope.json" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_convert_float32(tmp_path):
+    d = FIXTURES / "off_residual"
+    out = tmp_path / "m.pt"
+    args = ["from-mace", "--hyperparameters", str(d / "hyperparameters.json"), "--state-dict", str(d / "state_dict.npz")]
+    assert main(args + ["-o", str(out), "--dtype", "float32"]) == 0
+    model = load_model(out)
+    assert next(model.parameters()).dtype == torch.float32
+    atoms = ase.io.read(d / "structures.xyz", ":")
+    res = model(make_batch(atoms_structures(atoms), model.r_max, dtype=torch.float32))
+    ref = np.load(d / "outputs.npz")
+    np.testing.assert_allclose(res["energy"].detach().double().numpy(), ref["Default/energy"], rtol=1e-6, atol=0)
