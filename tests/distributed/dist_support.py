@@ -1,0 +1,97 @@
+"""Helpers of the distributed tests: tiny configs on the bundled acac slice, free ports, torchrun."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ACAC = REPO / "data" / "acac"
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
+
+TINY_MODEL = {
+    "hidden_irreps": "4x0e + 4x1o", "max_ell": 1, "correlation": 2, "num_interactions": 1,
+    "r_max": 4.0, "num_bessel": 4, "radial_mlp": [8], "mlp_irreps": "4x0e",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def slice_xyz(src: Path, dst: Path, n: int, start: int = 0) -> Path:
+    """Frames ``start .. start+n-1`` of an extended XYZ file (plain text slicing)."""
+    lines = src.read_text().splitlines(keepends=True)
+    out, i, frame = [], 0, 0
+    while i < len(lines) and frame < start + n:
+        count = int(lines[i].split()[0])
+        if frame >= start:
+            out.extend(lines[i: i + count + 2])
+        i += count + 2
+        frame += 1
+    dst.write_text("".join(out))
+    return dst
+
+
+def acac_files(tmp: Path, n_train: int = 16, n_valid: int = 6) -> dict[str, Path]:
+    if not (ACAC / "train.xyz").is_file():
+        pytest.skip("bundled data/acac missing")
+    return {
+        "train": slice_xyz(ACAC / "train.xyz", tmp / "train.xyz", n_train),
+        "valid": slice_xyz(ACAC / "train.xyz", tmp / "valid.xyz", n_valid, start=n_train),
+        "isolated": ACAC / "isolated_atoms.xyz",
+    }
+
+
+def tiny_config(files: dict[str, Path], out: Path, **sections) -> dict:
+    cfg = {
+        "data": {"train": str(files["train"]), "valid": str(files["valid"]), "e0s": "isolated",
+                 "isolated_atoms": str(files["isolated"])},
+        "model": dict(TINY_MODEL),
+        "loss": {"type": "mse", "energy_weight": 1.0, "forces_weight": 100.0},
+        "train": {"max_epochs": 2, "batch_size": 4, "lr": 0.01, "progress": False, "plot": False},
+        "schedule": {"name": "none"},
+        "ema": {"use": True, "decay": 0.9},
+        "output_dir": str(out), "device": "cpu", "dtype": "float64", "seed": 5,
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            cfg.setdefault(key, {}).update(value)
+        else:
+            cfg[key] = value
+    return cfg
+
+
+def write_config(cfg: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MLIP_DIST_TIMEOUT_MIN="1")
+    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS"):
+        e.pop(k, None)
+    return e
+
+
+def torchrun_cmd(nproc: int, config: Path, *extra: str) -> list[str]:
+    return [*TORCHRUN, f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
+            "-m", "mlip.cli.train", "--config", str(config), *extra]
+
+
+def run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run ``cmd``; a hang becomes a test failure after ``timeout`` seconds (not a stuck suite)."""
+    try:
+        return subprocess.run(cmd, env=env(), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"{' '.join(cmd)} did not finish within {timeout} s (hang?)\n{err.stdout}\n{err.stderr}")
