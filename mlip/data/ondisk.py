@@ -342,7 +342,7 @@ def write_ondisk(
         writer.file.attrs["heads"] = json.dumps(writer.heads)
         writer.flush()
         writer.file.flush()
-        statistics = compute_ondisk_statistics(writer.tmp, e0s, isolated, head_e0s=head_e0s)
+        statistics = compute_ondisk_statistics(writer.tmp, e0s, isolated, chunk=max(chunk, 256), head_e0s=head_e0s)
         zs = statistics.pop("_atomic_numbers")
         return writer.close(statistics, zs)
     except BaseException:
