@@ -35,6 +35,7 @@ class InteractionBlock(torch.nn.Module):
     ``forward(node_feats [N,F_in], one_hot [N,E], edge_attrs [E,sh], edge_feats [E,n_rad],
     cutoff [E,1]|None, edge_index [2,E], edge_gate [E]|None) -> (A [N, target.dim], sc [N, hidden.dim] | None)``.
     ``cutoff`` (when given) multiplies the radial weights and edge densities (``apply_cutoff = False``).
+    ``edge_gate`` (when given) multiplies every edge message and edge density (E3D attribution).
     """
 
     def __init__(
@@ -89,6 +90,8 @@ class InteractionBlock(torch.nn.Module):
             edge_density = torch.tanh(self.density(edge_feats) ** 2)
             if cutoff is not None:
                 edge_density = edge_density * cutoff
+            if edge_gate is not None:  # a gated-off edge is absent from the normalisation too
+                edge_density = edge_density * edge_gate.unsqueeze(-1)
             message = message / (_scatter_sum(edge_density, edge_index[1], num_nodes) + 1.0)
         else:
             message = message / self.avg_num_neighbors
@@ -167,6 +170,8 @@ class NonLinearInteraction(torch.nn.Module):
         if cutoff is not None:
             weights = weights * cutoff
             edge_density = edge_density * cutoff
+        if edge_gate is not None:  # a gated-off edge is absent from the normalisation too
+            edge_density = edge_density * edge_gate.unsqueeze(-1)
         density = _scatter_sum(edge_density, edge_index[1], num_nodes)
         message = self.linear_1(self.conv(h, edge_attrs, weights, edge_index, edge_gate))
         message = message / (density * self.beta + self.alpha) + res

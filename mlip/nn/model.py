@@ -1,6 +1,8 @@
 """The MACE model: embedding, interaction/product layers, readouts, energy, forces, stress.
 
 ``E = sum_i [ E0(z_i, head) + scale(head) * (E_ZBL,i + sum_t readout_t(h_i^t)) + shift(head) ]``
+or, with ``edge_energy_readout``, ``E = sum_i E0(z_i, head) + scale(head) * sum_ij (eps_ij + E_ZBL,ij)``
+over directed edges (:mod:`mlip.nn.edge_readout`, no shift; output ``edge_energy``).
 (Batatia et al. 2022; MACE-MP-0 for ZBL/density/Agnesi; MACE-MH-1 for the non-linear block and heads).
 Forces ``F = -dE/dr``; stress ``(1/V) dE/d(eps)`` and virials ``-dE/d(eps)`` for a symmetric strain
 ``eps`` applied to positions and cell (edge shifts are ``unit_shifts @ cell`` inside the model).
@@ -16,6 +18,7 @@ import torch
 from e3nn import o3
 
 from mlip.errors import DataError
+from mlip.nn.edge_readout import EdgeEnergyReadout
 from mlip.nn.hparams import ModelHyperparameters
 from mlip.nn.interaction import InteractionBlock, NonLinearInteraction
 from mlip.nn.layers import make_linear
@@ -53,8 +56,6 @@ class MACE(torch.nn.Module):
     def __init__(self, hparams: ModelHyperparameters):
         super().__init__()
         hp = hparams
-        if hp.edge_energy_readout:
-            raise NotImplementedError("edge_energy_readout is not implemented in this build")
         self.hparams = hp
         self.atomic_numbers = [int(z) for z in hp.atomic_numbers]
         self.heads = list(hp.heads)
@@ -113,12 +114,21 @@ class MACE(torch.nn.Module):
                 )
             self.interactions.append(inter)
             self.products.append(ProductBlock(target, out_irreps, corr[t], E, hp.use_agnostic_product))
-            if t == L - 1:
+            if hp.edge_energy_readout:
+                pass  # the edge readout below replaces the per-atom readouts
+            elif t == L - 1:
                 self.readouts.append(MLPReadout(out_irreps, hp.mlp_irreps, hp.gate, H))
             else:
                 self.readouts.append(LinearReadout(out_irreps, H))
             node_irreps = out_irreps
         self.scalar_dims = [o3.Irreps(p.contraction.irreps_out).count(o3.Irrep("0e")) for p in self.products]
+        self.edge_readout: EdgeEnergyReadout | None = None
+        if hp.edge_energy_readout:
+            self.edge_readout = EdgeEnergyReadout(sum(self.scalar_dims), hp.num_bessel, H)
+            # start near the training-set mean: shift per atom spread over ~avg_num_neighbors edges
+            bias = self.shift / (self.scale.clamp_min(1e-12) * max(float(hp.avg_num_neighbors), 1.0))
+            with torch.no_grad():
+                self.edge_readout.mlp[-1].bias.copy_(bias.to(self.edge_readout.mlp[-1].bias.dtype))
 
     # ------------------------------------------------------------------ helpers
     def element_index(self, numbers: torch.Tensor) -> torch.Tensor:
@@ -174,20 +184,32 @@ class MACE(torch.nn.Module):
         cutoff = None if self.radial_embedding.apply_cutoff else envelope
 
         node_e0 = self.atomic_energies.to(dtype)[node_head, element]
-        if self.pair is not None:
+        if self.pair is not None and self.edge_readout is None:
             node_inter = self.pair(lengths, z[sender], z[receiver], receiver, num_nodes, edge_gate)
         else:
             node_inter = torch.zeros(num_nodes, dtype=dtype, device=positions.device)
 
         h = self.node_embedding(one_hot)
         descriptors = []
-        for inter, prod, readout, n_scalar in zip(self.interactions, self.products, self.readouts, self.scalar_dims):
+        for t, (inter, prod, n_scalar) in enumerate(zip(self.interactions, self.products, self.scalar_dims)):
             a, sc = inter(h, one_hot, edge_attrs, edge_feats, cutoff, edge_index, edge_gate)
             h = prod(a, sc, element)
             descriptors.append(h[:, :n_scalar])
-            node_inter = node_inter + readout(h, node_head)
+            if self.edge_readout is None:
+                node_inter = node_inter + self.readouts[t](h, node_head)
 
-        node_inter = self.scale.to(dtype)[node_head] * node_inter + self.shift.to(dtype)[node_head]
+        edge_energy = None
+        if self.edge_readout is None:
+            node_inter = self.scale.to(dtype)[node_head] * node_inter + self.shift.to(dtype)[node_head]
+        else:
+            edge_head = node_head[receiver]
+            edge_energy = self.edge_readout(torch.cat(descriptors, dim=-1), edge_feats, envelope, edge_index, edge_head)
+            if self.pair is not None:
+                edge_energy = edge_energy + self.pair.edge_energy(lengths, z[sender], z[receiver])
+            if edge_gate is not None:
+                edge_energy = edge_energy * edge_gate
+            edge_energy = self.scale.to(dtype)[edge_head] * edge_energy
+            node_inter = node_inter.index_add(0, receiver, edge_energy)
         inter_e = torch.zeros(num_graphs, dtype=dtype, device=positions.device).index_add(0, node_graph, node_inter)
         e0 = torch.zeros(num_graphs, dtype=dtype, device=positions.device).index_add(0, node_graph, node_e0)
         out: dict[str, torch.Tensor] = {
@@ -196,6 +218,8 @@ class MACE(torch.nn.Module):
             "interaction_energy": inter_e,
             "node_feats": torch.cat(descriptors, dim=-1),
         }
+        if edge_energy is not None:
+            out["edge_energy"] = edge_energy
         if compute_forces or compute_stress:
             inputs = [leaf_positions] if compute_forces else []
             if displacement is not None:
