@@ -1,0 +1,77 @@
+"""``mlip-bonds --model model.pt --data file.xyz --output report/``: E3D bond-energy decomposition.
+
+Writes edges.csv, summary.json, bonds.csv, bond_table.csv/.md and PNGs (see mlip.analysis.report).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mlip.cli.common import run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlip-bonds", description="Edge/bond energy decomposition (E3D) of a model.")
+    p.add_argument("--model", required=True, help="model file (model.pt)")
+    p.add_argument("--data", required=True, help="structures (extended XYZ or anything ASE reads)")
+    p.add_argument("--head", default=None, help="head to use for every frame (default: the model's first head)")
+    p.add_argument("--method", default=None, choices=["readout", "attribution"],
+                   help="readout (models with edge_energy_readout; the default for them) or attribution "
+                   "(integrated gradients of edge gates; any model)")
+    p.add_argument("--nodes", type=int, default=16, help="Gauss-Legendre nodes for attribution (default 16)")
+    p.add_argument("--index", default=":", help="ASE index of the frames to analyse (default all)")
+    p.add_argument("--energy-key", default="energy", help="reference energy key (optional, for e_coh_ref)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--bond-factor", type=float, default=1.2,
+                   help="bond if r < factor * (R_cov_i + R_cov_j) and r < --max-bond (default 1.2)")
+    p.add_argument("--max-bond", type=float, default=2.2, help="largest bond length in A (default 2.2)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    p.add_argument("--output", required=True, help="report folder")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    return p
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    from pathlib import Path
+
+    import torch
+
+    from mlip.analysis.report import write_report
+    from mlip.data.io import read_configurations
+    from mlip.errors import ConfigError, DataError
+    from mlip.io.model_file import load_model
+
+    if args.nodes < 1:
+        raise ConfigError(f"--nodes: must be >= 1, got {args.nodes}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
+    if not Path(args.data).is_file():
+        raise DataError(f"{args.data}: file not found")
+    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    model = load_model(args.model, device=device)
+    has_readout = getattr(model, "edge_readout", None) is not None
+    method = args.method or ("readout" if has_readout else "attribution")
+    if method == "readout" and not has_readout:
+        raise ConfigError(f"--method readout: {args.model} has no edge-energy readout; use --method attribution")
+    if args.head is not None and args.head not in model.heads:
+        raise ConfigError(f"--head: unknown head {args.head!r}; the model has {model.heads}")
+    configs = read_configurations(args.data, energy_key=args.energy_key, index=args.index,
+                                  allowed_numbers=model.atomic_numbers)
+    summary = write_report(
+        model, configs, args.output, head=args.head, method=method, nodes=args.nodes,
+        batch_size=args.batch_size, factor=args.bond_factor, max_distance=args.max_bond, plots=not args.no_plots,
+    )
+    print(f"{summary['n_structures']} structures, {summary['n_edges']} edges, {summary['n_bonds']} bonds "
+          f"({method}); largest completeness error {summary['max_completeness_error']:.3g} eV; "
+          f"bond orders {summary['bond_orders']}")
+    print((Path(args.output) / "bond_table.md").read_text())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
