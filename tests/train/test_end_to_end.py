@@ -59,15 +59,20 @@ def test_short_stress_training_on_si(tmp_path):
         "test": slice_xyz(SI / "test.xyz", tmp_path / "si_test.xyz", 3),
     }
     run = tmp_path / "si"
-    cfg = tiny_config({**files, "isolated": files["train"]}, run, train={"max_epochs": 3, "batch_size": 3, "lr": 0.01})
+    cfg = tiny_config({**files, "isolated": files["train"]}, run,
+                      train={"max_epochs": 3, "batch_size": 3, "lr": 0.01, "max_atoms_per_batch": 100})
     cfg["data"].update({"e0s": "fit", "valid_fraction": 0.25})
     cfg["data"].pop("isolated_atoms")
     cfg["model"].update({"r_max": 3.5})
-    cfg["loss"].update({"type": "universal", "energy_weight": 1.0, "forces_weight": 10.0, "stress_weight": 100.0})
+    cfg["loss"].update({"type": "mse", "energy_weight": 1.0, "forces_weight": 10.0, "stress_weight": 1000.0})
     assert train_main(["--config", str(write_config(cfg, tmp_path / "si.yaml"))]) == 0
     recs = _records(run)
     stress = [r["valid"]["Default"]["all"]["stress_rmse"] for r in recs]
     assert all(s is not None and math.isfinite(s) for s in stress)
     final = json.loads((run / "final_metrics.json").read_text())
     assert final["test"]["Default"]["all"]["stress_rmse"] is not None
-    assert recs[-1]["valid_loss"] < recs[0]["valid_loss"]
+    assert recs[-1]["train_loss"] < recs[0]["train_loss"]
+    # several config types: the tables are also split per config_type
+    train_groups = final["train"]["Default"]
+    assert "all" in train_groups and len(train_groups) > 2
+    assert sum(g["n_configs"] for k, g in train_groups.items() if k != "all") == train_groups["all"]["n_configs"]

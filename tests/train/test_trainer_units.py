@@ -125,3 +125,27 @@ def test_stage_two_switches_weights_and_lr(acac_small, tmp_path):
     assert recs[2]["valid_loss"] < 0.05 * recs[1]["valid_loss"]
     e_rmse = recs[2]["valid"]["Default"]["all"]["energy_rmse_per_atom"]
     assert recs[2]["valid_loss"] == pytest.approx(e_rmse**2, rel=1e-9)
+
+
+def test_early_stopping_with_patience(acac_small, tmp_path, monkeypatch):
+    from mlip.train import trainer as trainer_module
+
+    losses = iter([5.0, 4.0, 4.5, 4.2, 3.0, 1.0])
+    real_evaluate = trainer_module.evaluate
+
+    def fake_evaluate(*args, **kwargs):
+        errors, _ = real_evaluate(*args, **kwargs)
+        return errors, next(losses)
+
+    monkeypatch.setattr(trainer_module, "evaluate", fake_evaluate)
+    run = tmp_path / "run"
+    cfg = config_from_dict(tiny_config(acac_small, run, train={"max_epochs": 6, "patience": 2}))
+    logs = []
+    train(cfg, log=logs.append)
+    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    # best at epoch 2 (4.0); epochs 3 and 4 do not improve -> stop after epoch 4
+    assert [r["epoch"] for r in recs] == [1, 2, 3, 4]
+    assert any("early stopping at epoch 4" in line for line in logs)
+    final = json.loads((run / "final_metrics.json").read_text())
+    assert final["best_epoch"] == 2 and final["best_valid_loss"] == 4.0
+    assert (run / "checkpoints" / "epoch-00004.pt").is_file()
