@@ -224,7 +224,8 @@ class Trainer:
             self.state.best_loss = math.inf
             self.state.bad_evals = 0
             if self.hooks.is_main:
-                self.log(f"stage two from epoch {epoch}: loss weights {w}, lr {self.lr:g}")
+                weights = ", ".join(f"{k} {getattr(w, k):g}" for k in ("energy", "forces", "stress", "virials"))
+                self.log(f"stage two from epoch {epoch}: loss weights {weights}; lr {self.lr:g}")
 
     @property
     def lr(self) -> float:

@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import ase.io
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -76,3 +78,39 @@ def test_short_stress_training_on_si(tmp_path):
     train_groups = final["train"]["Default"]
     assert "all" in train_groups and len(train_groups) > 2
     assert sum(g["n_configs"] for k, g in train_groups.items() if k != "all") == train_groups["all"]["n_configs"]
+    # mlip-eval on periodic frames writes stress predictions and stress errors
+    from mlip.cli.eval import main as eval_main
+
+    pred, js = tmp_path / "pred.xyz", tmp_path / "m.json"
+    assert eval_main(["--model", str(run / "model.pt"), "--data", str(files["test"]), "--output", str(pred),
+                      "--json", str(js)]) == 0
+    metrics = json.loads(js.read_text())
+    frames = ase.io.read(pred, ":")
+    ds = np.concatenate([a.info["MLIP_stress"] - a.get_stress(voigt=False).ravel() for a in frames])
+    assert metrics["stress_rmse"] == pytest.approx(np.sqrt(np.mean(ds**2)), rel=1e-9)
+    assert metrics["n_configs"] == 3
+
+
+def test_two_heads_with_head_weight(acac_small, tmp_path):
+    run = tmp_path / "mh"
+    cfg = tiny_config(acac_small, run, train={"max_epochs": 1})
+    data = cfg["data"]
+    cfg["data"] = {
+        "valid_fraction": 0.25,
+        "heads": {
+            "dft": {"train": data["train"], "test": data["test"], "e0s": "isolated",
+                    "isolated_atoms": data["isolated_atoms"]},
+            "low": {"train": data["train"], "e0s": "fit", "weight": 0.5},
+        },
+    }
+    assert train_main(["--config", str(write_config(cfg, tmp_path / "mh.yaml"))]) == 0
+    from mlip.io.model_file import load_model
+
+    model = load_model(run / "model.pt")
+    assert list(model.heads) == ["dft", "low"]
+    final = json.loads((run / "final_metrics.json").read_text())
+    assert set(final["valid"]) == {"dft", "low", "all"}
+    assert final["valid"]["all"]["all"]["n_configs"] == 10 and set(final["test"]) == {"dft"}
+    # E0s differ between the heads: isolated atoms for one, a least-squares fit for the other
+    e0 = model.atomic_energies
+    assert not torch.allclose(e0[0], e0[1])
