@@ -459,14 +459,16 @@ class OnDiskDataset(torch.utils.data.Dataset):
             self._pid = os.getpid()
         if k not in self._handles:
             try:
-                self._handles[k] = h5py.File(self.files[k].path, "r")
-            except OSError as err:
+                f = h5py.File(self.files[k].path, "r")
+                # dataset objects are looked up once per process (a lookup costs ~0.1 ms)
+                self._handles[k] = (f, {name: f[name] for name in ("positions", "forces", "numbers", "frame_f8", "frame_i8")})
+            except (OSError, KeyError) as err:
                 raise _h5_error(self.files[k].path, None, err) from None
-        return self._handles[k]
+        return self._handles[k][1]
 
     def close(self) -> None:
-        for h in self._handles.values():
-            h.close()
+        for f, _ in self._handles.values():
+            f.close()
         self._handles = {}
 
     # -------------------------------------------------------------------- sequence
