@@ -50,6 +50,7 @@ class SymmetricContraction(torch.nn.Module):
         self.coupling_irreps = coupling
         self.K = sum(ir.dim for _, ir in self.irreps_in)
         self.out_dims: list[int] = [ir.dim for _, ir in self.irreps_out]
+        self.in_dims: list[int] = [ir.dim for _, ir in self.irreps_in]
         self.num_params: list[list[int]] = []
         self.weights = torch.nn.ParameterList()
         K = self.K
@@ -86,9 +87,9 @@ class SymmetricContraction(torch.nn.Module):
         # mul_ir layout -> [N, C, K]
         parts = []
         start = 0
-        for _, ir in self.irreps_in:
-            parts.append(x[:, start : start + C * ir.dim].reshape(N, C, ir.dim))
-            start += C * ir.dim
+        for d in self.in_dims:
+            parts.append(x[:, start : start + C * d].reshape(N, C, d))
+            start += C * d
         a = torch.cat(parts, dim=-1)
         outs = []
         for o, M in enumerate(self.out_dims):
