@@ -324,6 +324,7 @@ def train(cfg: Config, resume: bool = False, hooks: TrainerHooks | None = None, 
         model=model, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler, ema=ema,
         train_loader=loader, valid=valid, cfg=cfg, run_dir=run_dir, heads=head_names, device=device,
         hooks=hooks, extra_state={"hparams": hp.to_dict()}, on_improve=on_improve, log=log,
+        eval_stress=_any_stress(heads, "valid") or bool(getattr(graphs["valid"], "has_stress", False)),
     )
     if resume:
         if not trainer.resume() and hooks.is_main:

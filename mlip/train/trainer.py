@@ -128,6 +128,8 @@ class Trainer:
     on_improve: Callable[[torch.nn.Module, int], None] | None = None
     """Called (main process only) with the model holding the EMA weights whenever validation improves."""
     log: Callable[[str], None] = print
+    eval_stress: bool = False
+    """Also predict stress during validation (the validation set carries stress/virial labels)."""
     state: TrainState = field(default_factory=TrainState)
 
     def __post_init__(self) -> None:
@@ -293,11 +295,12 @@ class Trainer:
 
     def evaluate_split(self, source: EvalSource) -> tuple[FrameErrors, float | None]:
         """Errors and mean loss on ``source`` with the EMA weights."""
+        stress = self.compute_stress or self.eval_stress
         if self.ema is not None:
             with self.ema.average_parameters():
-                result = evaluate(self.model, source.batches, self.heads, self.compute_stress, self.loss_fn, self.device)
+                result = evaluate(self.model, source.batches, self.heads, stress, self.loss_fn, self.device)
         else:
-            result = evaluate(self.model, source.batches, self.heads, self.compute_stress, self.loss_fn, self.device)
+            result = evaluate(self.model, source.batches, self.heads, stress, self.loss_fn, self.device)
         return self.hooks.reduce_eval(*result)
 
     def _ema_state(self) -> dict[str, torch.Tensor]:
