@@ -249,8 +249,8 @@ class Trainer:
         self.hooks.set_epoch(self.train_loader, epoch)
         self.train_module.train()
         cfg = self.cfg.train
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        n_batches = torch.zeros((), dtype=torch.float64)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        n_batches = torch.zeros((), dtype=torch.float64, device=self.device)
         bar = tqdm(
             self.train_loader,
             desc=f"epoch {epoch}/{cfg.max_epochs}",
@@ -285,12 +285,13 @@ class Trainer:
             self.optimizer.step()
             if self.ema is not None:
                 self.ema.update()
-            loss_sum += loss.detach().double().cpu()
+            loss_sum += loss.detach().double()
             n_batches += 1
             if cfg.progress and self.hooks.is_main:
-                bar.set_postfix(loss=f"{float(loss):.4g}", refresh=False)
+                bar.set_postfix(loss=f"{float(loss.detach()):.4g}", refresh=False)
+            del out, loss, _terms  # free the graph's outputs before the next batch is built
         bar.close()
-        totals = self.hooks.all_reduce_sum(torch.stack([loss_sum, n_batches]).to(self.device)).cpu()
+        totals = self.hooks.all_reduce_sum(torch.stack([loss_sum, n_batches])).cpu()
         return float(totals[0] / totals[1]) if float(totals[1]) > 0 else math.nan
 
     def evaluate_split(self, source: EvalSource) -> tuple[FrameErrors, float | None]:
