@@ -17,7 +17,7 @@ import re
 import torch
 from e3nn import o3
 
-from mlip.errors import DataError
+from mlip.errors import ConfigError, DataError
 from mlip.nn.edge_readout import EdgeEnergyReadout
 from mlip.nn.hparams import ModelHyperparameters
 from mlip.nn.interaction import InteractionBlock, NonLinearInteraction
@@ -50,12 +50,59 @@ def interaction_irreps(max_ell: int, num_channels: int) -> o3.Irreps:
     return (o3.Irreps.spherical_harmonics(max_ell) * num_channels).sort()[0].simplify()
 
 
+_KINDS = ("residual", "plain", "density", "density_residual", "nonlinear")
+
+
+def validate_hparams(hp: ModelHyperparameters) -> None:
+    """Raise :class:`ConfigError` naming the first inconsistent hyper-parameter."""
+
+    def bad(key: str, what: str) -> ConfigError:
+        return ConfigError(f"model hyper-parameter '{key}': {what}")
+
+    zs = list(hp.atomic_numbers)
+    if not zs or any(not (1 <= int(z) <= 118) for z in zs) or sorted(set(zs)) != zs:
+        raise bad("atomic_numbers", f"need sorted unique atomic numbers in 1..118, got {zs}")
+    H = len(hp.heads)
+    if H == 0 or len(set(hp.heads)) != H:
+        raise bad("heads", f"need unique head names, got {hp.heads}")
+    for key in ("scale", "shift"):
+        if len(getattr(hp, key)) != H:
+            raise bad(key, f"need one value per head ({H}), got {getattr(hp, key)}")
+    if hp.atomic_energies:
+        rows = hp.atomic_energies if isinstance(hp.atomic_energies[0], list) else [hp.atomic_energies]
+        if len(rows) != H or any(len(r) != len(zs) for r in rows):
+            raise bad("atomic_energies", f"need [heads={H}][elements={len(zs)}] values")
+    for key in ("interaction", "interaction_first"):
+        if getattr(hp, key) not in _KINDS:
+            raise bad(key, f"{getattr(hp, key)!r} is not one of {', '.join(_KINDS)}")
+    if hp.distance_transform not in (None, "agnesi", "Agnesi"):
+        raise bad("distance_transform", f"{hp.distance_transform!r} is not null or 'agnesi'")
+    if hp.gate not in ("silu", "tanh", "none"):
+        raise bad("gate", f"{hp.gate!r} is not silu, tanh or none")
+    for key in ("hidden_irreps", "mlp_irreps") + (("edge_irreps",) if hp.edge_irreps else ()):
+        try:
+            o3.Irreps(getattr(hp, key))
+        except (ValueError, AssertionError) as err:
+            raise bad(key, f"cannot parse irreps {getattr(hp, key)!r} ({err})") from None
+    hidden = o3.Irreps(hp.hidden_irreps)
+    if len({mul for mul, _ in hidden}) != 1 or hidden[0].ir != o3.Irrep("0e"):
+        raise bad("hidden_irreps", f"need equal multiplicities starting with 0e, got {hidden}")
+    if hp.num_interactions < 1:
+        raise bad("num_interactions", "must be >= 1")
+    corr = hp.correlation if isinstance(hp.correlation, list) else [hp.correlation]
+    if any(int(c) < 1 for c in corr) or (isinstance(hp.correlation, list) and len(corr) != hp.num_interactions):
+        raise bad("correlation", f"need an int >= 1 or one per layer, got {hp.correlation}")
+    if not hp.r_max > 0 or hp.num_bessel < 1 or hp.num_polynomial_cutoff < 1 or hp.max_ell < 0:
+        raise bad("r_max/num_bessel/num_polynomial_cutoff/max_ell", "must be positive")
+
+
 class MACE(torch.nn.Module):
     """MACE-family potential described by :class:`ModelHyperparameters`. Build with :func:`build_model`."""
 
     def __init__(self, hparams: ModelHyperparameters):
         super().__init__()
         hp = hparams
+        validate_hparams(hp)
         self.hparams = hp
         self.atomic_numbers = [int(z) for z in hp.atomic_numbers]
         self.heads = list(hp.heads)
@@ -129,6 +176,11 @@ class MACE(torch.nn.Module):
             bias = self.shift / (self.scale.clamp_min(1e-12) * max(float(hp.avg_num_neighbors), 1.0))
             with torch.no_grad():
                 self.edge_readout.mlp[-1].bias.copy_(bias.to(self.edge_readout.mlp[-1].bias.dtype))
+
+    def _apply(self, fn, recurse=True):  # .to()/.double()/.cuda(): keep coupling constants exact
+        out = super()._apply(fn, recurse)
+        refresh_wigner_buffers(self)
+        return out
 
     # ------------------------------------------------------------------ helpers
     def element_index(self, numbers: torch.Tensor) -> torch.Tensor:

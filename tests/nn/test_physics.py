@@ -196,3 +196,36 @@ def test_outputs_and_shapes():
     assert out["forces"].requires_grad  # training keeps the graph for force losses
     grads = torch.autograd.grad(out["forces"].pow(2).sum(), [p for p in model.parameters()], allow_unused=True)
     assert all(g is not None for g in grads)
+
+
+def test_invalid_hparams_raise_config_error():
+    from mlip.errors import ConfigError
+    from mlip.nn.hparams import ModelHyperparameters
+    from mlip.nn.model import build_model
+
+    for kw, key in [
+        (dict(atomic_numbers=[6, 1]), "atomic_numbers"),
+        (dict(atomic_numbers=[1], interaction="foo"), "interaction"),
+        (dict(atomic_numbers=[1], distance_transform="soft"), "distance_transform"),
+        (dict(atomic_numbers=[1], correlation=[3]), "correlation"),
+        (dict(atomic_numbers=[1], heads=["a", "b"]), "scale"),
+    ]:
+        with pytest.raises(ConfigError, match=key):
+            build_model(ModelHyperparameters(**kw))
+
+
+def test_dtype_cast_keeps_exact_coupling_constants():
+    from e3nn import o3
+
+    from mlip.nn.hparams import ModelHyperparameters
+    from mlip.nn.model import build_model
+
+    model = build_model(ModelHyperparameters(atomic_numbers=[1], hidden_irreps="2x0e + 2x1o", radial_mlp=[4]), dtype=torch.float32)
+    model = model.double()
+    found = 0
+    for name, buf in model.named_buffers():
+        if "_w3j_" in name:
+            l1, l2, l3 = (int(x) for x in name.rsplit("_w3j_", 1)[1].split("_"))
+            assert torch.equal(buf, o3.wigner_3j(l1, l2, l3, dtype=torch.float64))
+            found += 1
+    assert found > 0
