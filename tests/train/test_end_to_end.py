@@ -91,6 +91,7 @@ def test_short_stress_training_on_si(tmp_path):
     assert metrics["n_configs"] == 3
 
 
+@pytest.mark.filterwarnings("ignore:E0s of head")
 def test_two_heads_with_head_weight(acac_small, tmp_path):
     run = tmp_path / "mh"
     cfg = tiny_config(acac_small, run, train={"max_epochs": 1})
