@@ -2,7 +2,8 @@
 """Reference training benchmark: mlip (configs/acac.yaml) and optionally mace-torch 0.3.16, side by side.
 
 Both frameworks train the same model on the same data (acac 300 K, 10 % validation, seed 1, E0s from
-isolated atoms, 32x0e+32x1o, max_ell 3, correlation 3, 2 residual interactions, r_max 5, 8 Bessel, p=5,
+isolated atoms, 32x0e+32x1o, max_ell 3, correlation 3, 2 interactions (residual, the first one plain as
+mace-torch's MACE model builds it), r_max 5, 8 Bessel, p=5,
 radial MLP [64,64,64], readout MLP 16x0e, float64, batch 5, AMSGrad lr 0.01, EMA 0.99, weighted MSE
 (energy 1, forces 100), CPU). Each training run is a separate process; the script reports
 
@@ -155,7 +156,7 @@ def bench_mace(args: argparse.Namespace, train: Path, tests: list[Path], work: P
         "--num_interactions", "2", "--r_max", "5.0", "--num_radial_basis", "8", "--num_cutoff_basis", "5",
         "--radial_MLP", "[64, 64, 64]", "--MLP_irreps", "16x0e",
         "--interaction", "RealAgnosticResidualInteractionBlock",
-        "--interaction_first", "RealAgnosticResidualInteractionBlock",
+        "--interaction_first", "RealAgnosticInteractionBlock",  # what `--model MACE` uses in any case
         "--scaling", "rms_forces_scaling",
         "--batch_size", "5", "--valid_batch_size", "10", "--lr", "0.01", "--amsgrad", "--ema", "--ema_decay", "0.99",
         "--loss", "weighted", "--energy_weight", "1.0", "--forces_weight", "100.0",

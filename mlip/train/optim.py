@@ -1,7 +1,8 @@
 """Optimiser, learning-rate schedule and EMA construction.
 
-Weight decay is applied only to the weight matrices of learned maps: biases, embeddings, per-element
-energies, scale/shift, and single-number parameters get none (one parameter group each).
+Weight decay is applied only to the weights of the interaction and product blocks (as mace-torch does):
+biases, element embeddings, radial MLPs, readouts, per-element energies, scale/shift and single-number
+parameters get none (two parameter groups).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from torch_ema import ExponentialMovingAverage
 
 from mlip.config import EMAConfig, OptimiserConfig, ScheduleConfig
 
-_NO_DECAY_NAMES = ("bias", "embedding", "atomic_energies", "scale", "shift", "alpha", "beta")
+_NO_DECAY_NAMES = ("bias", "embedding", "radial", "readout", "atomic_energies", "scale", "shift", "alpha", "beta")
 
 
 def no_decay(name: str, param: torch.Tensor) -> bool:

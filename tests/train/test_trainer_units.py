@@ -55,12 +55,14 @@ def test_no_weight_decay_on_biases_embeddings_scalars():
             self.linear = torch.nn.Linear(3, 3)
             self.node_embedding = torch.nn.Parameter(torch.ones(4, 2))
             self.alpha = torch.nn.Parameter(torch.ones(()))
+            self.radial = torch.nn.Linear(2, 2, bias=False)
+            self.readouts = torch.nn.Linear(2, 2, bias=False)
 
     groups = {g["name"]: g for g in parameter_groups(M(), 0.1)}
     m = M()
     assert len(groups["decay"]["params"]) == 1 and groups["decay"]["params"][0].shape == m.linear.weight.shape
     assert groups["decay"]["weight_decay"] == 0.1 and groups["no_decay"]["weight_decay"] == 0.0
-    assert len(groups["no_decay"]["params"]) == 3
+    assert len(groups["no_decay"]["params"]) == 5
 
 
 def test_mixed_dtypes_are_refused():
