@@ -405,9 +405,7 @@ def _validate(cfg: Config) -> None:
     for name, head in d.heads.items():
         if not head.train:
             raise ConfigError(f"config key 'data.heads.{name}.train': no training file given")
-    for prefix, e0s, iso in [("data", d.e0s, d.isolated_atoms)] + [
-        (f"data.heads.{n}", h.e0s, h.isolated_atoms or d.isolated_atoms) for n, h in d.heads.items()
-    ]:
+    for prefix, e0s in [("data", d.e0s)] + [(f"data.heads.{n}", h.e0s) for n, h in d.heads.items()]:
         if isinstance(e0s, str) and e0s not in ("isolated", "fit"):
             if not Path(e0s).is_file():
                 choices = _suggest(e0s, ["isolated", "fit"])
@@ -415,8 +413,6 @@ def _validate(cfg: Config) -> None:
                     f"config key '{prefix}.e0s': expected 'isolated', 'fit', a mapping or a file; "
                     f"file not found: {e0s}{choices}"
                 )
-        if e0s == "isolated" and iso is None and not d.heads:
-            raise ConfigError(f"config key '{prefix}.isolated_atoms': required when {prefix}.e0s is 'isolated'")
     t = cfg.train
     for key in ("max_epochs", "batch_size", "eval_interval"):
         if getattr(t, key) < 1:

@@ -97,3 +97,9 @@ def test_dumped_config_reloads(tmp_path, train_file):
     dump_config(cfg, tmp_path / "out.yaml")
     again = load_config(tmp_path / "out.yaml")
     assert again == cfg and isinstance(again, Config)
+
+
+def test_isolated_e0s_without_a_separate_file(train_file):
+    # isolated-atom frames may live in the training file itself
+    cfg = config_from_dict({"data": {"train": train_file, "e0s": "isolated"}})
+    assert cfg.data.e0s == "isolated" and cfg.data.isolated_atoms is None
