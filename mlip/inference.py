@@ -94,16 +94,17 @@ def energy_forces_stress(
     """
     positions = batch["positions"].detach().requires_grad_(True)
     num_graphs = batch["cell"].shape[0]
+    # The strain derivative is always taken (it costs one small extra reduction in the backward):
+    # a compiled energy function then sees the same inputs with or without stress, one graph.
     displacement = torch.zeros(
-        (num_graphs, 3, 3), dtype=positions.dtype, device=positions.device, requires_grad=compute_stress
+        (num_graphs, 3, 3), dtype=positions.dtype, device=positions.device, requires_grad=True
     )
     inputs = dict(batch)
     inputs["positions"] = positions
     _mark_dynamic(inputs)
     with torch.enable_grad():
         energy, node_energy = energy_fn(inputs, displacement)
-        wrt = [positions, displacement] if compute_stress else [positions]
-        grads = torch.autograd.grad(energy.sum(), wrt, allow_unused=True)
+        grads = torch.autograd.grad(energy.sum(), [positions, displacement], allow_unused=True)
     forces = _zeros_if_none(grads[0], positions)
     out = {"energy": energy.detach(), "node_energy": node_energy.detach(), "forces": -forces}
     if compute_stress:
@@ -137,35 +138,44 @@ class CompiledPotential:
     Args:
         model: the model (``forward(batch, compute_forces, compute_stress, training)`` contract).
             It is used as is (not copied); put it in ``eval()`` mode on the wanted device/dtype first.
-        mode: ``torch.compile`` mode (``None`` = default). Avoid CUDA-graph modes
-            (``"reduce-overhead"``) with changing sizes.
+        mode: inductor mode (``None`` = default, ``"max-autotune-no-cudagraphs"``, ...). Avoid the
+            CUDA-graph modes (``"reduce-overhead"``) with changing sizes.
         fullgraph: passed to ``torch.compile``; True makes a graph break an error.
+        backend: ``"inductor"`` (default; C++/OpenMP on CPU, Triton on CUDA) or any dynamo backend
+            name, e.g. ``"aot_eager"`` (traces and runs AOTAutograd without code generation).
 
     Call it like :func:`evaluate`: ``potential(batch, compute_stress=False) -> dict``.
     """
 
-    def __init__(self, model: torch.nn.Module, mode: str | None = None, fullgraph: bool = False) -> None:
+    def __init__(
+        self, model: torch.nn.Module, mode: str | None = None, fullgraph: bool = False, backend: str = "inductor"
+    ) -> None:
         self.model = model
         self.num_compiles = 0
-        """Graphs compiled so far (counted by the wrapping backend; only with the default mode)."""
-        energy = _energy_function(model)
-        if mode is None:
-            self._energy = torch.compile(energy, backend=self._backend, fullgraph=fullgraph, dynamic=None)
+        """Graphs compiled so far for this potential (counted by the wrapping backend)."""
+        if backend == "inductor":
+            from torch._inductor import list_mode_options
+            from torch._inductor.compile_fx import compile_fx
+
+            patches = list_mode_options(mode) if mode else None
+            inner: Callable[..., Any] = lambda gm, inputs: compile_fx(gm, inputs, config_patches=patches)  # noqa: E731
         else:
-            self._energy = torch.compile(energy, mode=mode, fullgraph=fullgraph, dynamic=None)
+            inner = torch._dynamo.lookup_backend(backend)
+        self._inner_backend = inner
+        self._energy = torch.compile(_energy_function(model), backend=self._backend, fullgraph=fullgraph, dynamic=None)
 
     def _backend(self, graph_module: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..., Any]:
-        """Inductor, counting every graph it is asked to compile."""
-        from torch._inductor.compile_fx import compile_fx
-
+        """The chosen backend, counting every graph it is asked to compile."""
         self.num_compiles += 1
-        return compile_fx(graph_module, example_inputs)
+        return self._inner_backend(graph_module, example_inputs)
 
     def __call__(self, batch: dict[str, torch.Tensor], compute_stress: bool = False) -> dict[str, torch.Tensor]:
         return energy_forces_stress(self._energy, batch, compute_stress=compute_stress)
 
 
-def compile_model(model: torch.nn.Module, mode: str | None = None, fullgraph: bool = False) -> CompiledPotential:
+def compile_model(
+    model: torch.nn.Module, mode: str | None = None, fullgraph: bool = False, backend: str = "inductor"
+) -> CompiledPotential:
     """Compile ``model`` for inference: returns a :class:`CompiledPotential` (a callable).
 
     Example::
@@ -173,4 +183,4 @@ def compile_model(model: torch.nn.Module, mode: str | None = None, fullgraph: bo
         potential = compile_model(model.eval())
         out = potential(batch, compute_stress=True)   # energy, node_energy, forces, stress, virials
     """
-    return CompiledPotential(model, mode=mode, fullgraph=fullgraph)
+    return CompiledPotential(model, mode=mode, fullgraph=fullgraph, backend=backend)

@@ -94,7 +94,7 @@ def morse_energy(model: MorsePairModel, atoms, head: int = 0) -> float:
 
 
 def small_mace(atomic_numbers=(1, 6, 8, 14), heads=("Default",), r_max=4.0, seed=0) -> torch.nn.Module:
-    """A small MACE model with random (perturbed) weights, float64."""
+    """A small MACE model (with ZBL) with random (perturbed) weights, float64."""
     from mlip.nn.hparams import ModelHyperparameters
     from mlip.nn.model import build_model
 
@@ -114,6 +114,7 @@ def small_mace(atomic_numbers=(1, 6, 8, 14), heads=("Default",), r_max=4.0, seed
         correlation=2,
         radial_mlp=[16, 16],
         mlp_irreps="8x0e",
+        pair_repulsion=True,  # ZBL keeps random-weight cells from collapsing in relaxations
     )
     generator = torch.Generator().manual_seed(seed)
     model = build_model(hparams).to(torch.float64)
@@ -126,6 +127,6 @@ def small_mace(atomic_numbers=(1, 6, 8, 14), heads=("Default",), r_max=4.0, seed
 def si_cell(repeat=(2, 2, 2), rattle=0.05, seed=1):
     from ase.build import bulk
 
-    atoms = bulk("Si", "diamond", a=5.43) * repeat
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True) * repeat
     atoms.rattle(rattle, seed=seed)
     return atoms

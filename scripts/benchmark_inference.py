@@ -1,0 +1,393 @@
+#!/usr/bin/env python
+"""Inference benchmark: mlip (eager / compiled, float32 / float64, e3nn / cueq) against mace-torch.
+
+Systems: ``acac`` (15 atoms, data/acac/test.xyz frame 0), ``acac_box`` (64 acac molecules, 960
+atoms, periodic box at liquid density), ``si512`` and ``si4096`` (periodic diamond Si).
+Models: ``small`` (the acac reference architecture: 32x0e+32x1o, max_ell 3, correlation 3,
+2 interactions, r_max 5) and ``medium`` (the same with 128x0e+128x1o).
+
+The same weights run on both sides: for each model the mace-torch worker (run with the mace venv's
+python, ``--mace-python``) builds a ``ScaleShiftMACE`` with random weights, writes its
+hyper-parameters and state dict (JSON + npz, no pickle) and times mace-torch; mlip's model is
+converted from those files with :func:`mlip.io.mace.convert_mace_files`, and both energies are
+compared as a check. Without the mace venv, mlip models get random weights and the mace column is
+left empty.
+
+Timing: one energy+forces call on a prepared batch (the neighbour list is built once, outside the
+timed region, on both sides); the median over ``--repeats`` calls after warm-up (compilation
+happens in the warm-up; its duration is reported separately). Peak memory: CUDA
+``max_memory_allocated``; CPU the peak resident-set growth during the timed calls (sampled).
+
+Examples::
+
+    python scripts/benchmark_inference.py --systems acac --models small --dtypes float64 --modes eager
+    python scripts/benchmark_inference.py --device cuda --markdown docs/benchmark_table.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_MACE_PYTHON = "/tmp/macevenv/bin/python"
+ELEMENTS = [1, 6, 8, 14]
+SYSTEMS = ("acac", "acac_box", "si512", "si4096")
+MODELS = {"small": "32x0e + 32x1o", "medium": "128x0e + 128x1o"}
+
+
+# ------------------------------------------------------------------------------------------
+# systems and model hyper-parameters (shared by both venvs: only numpy + ase)
+# ------------------------------------------------------------------------------------------
+def build_system(name: str):
+    """The benchmark structure ``name`` as an ase.Atoms (deterministic)."""
+    import ase.io
+    from ase.build import bulk
+
+    if name in ("acac", "acac_box"):
+        path = REPO / "data" / "acac" / "test.xyz"
+        acac = ase.io.read(path, index=0)
+        acac.pbc = False
+        acac.cell = np.zeros((3, 3))
+        if name == "acac":
+            return acac
+        return molecular_box(acac, per_side=4, volume_per_molecule=170.0, seed=0)
+    if name == "si512":
+        return bulk("Si", "diamond", a=5.43, cubic=True) * (4, 4, 4)
+    if name == "si4096":
+        return bulk("Si", "diamond", a=5.43, cubic=True) * (8, 8, 8)
+    raise SystemExit(f"unknown system {name!r}; choose from {SYSTEMS}")
+
+
+def molecular_box(molecule, per_side: int, volume_per_molecule: float, seed: int):
+    """``per_side**3`` randomly rotated copies of ``molecule`` on a cubic grid in a periodic box.
+
+    acac (100 g/mol) at 0.975 g/cm^3 occupies about 170 A^3 per molecule.
+    """
+    from ase import Atoms
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(seed)
+    count = per_side**3
+    length = (count * volume_per_molecule) ** (1 / 3)
+    spacing = length / per_side
+    centred = molecule.positions - molecule.positions.mean(axis=0)
+    positions, numbers = [], []
+    for i in range(per_side):
+        for j in range(per_side):
+            for k in range(per_side):
+                rotation = Rotation.random(random_state=rng).as_matrix()
+                positions.append(centred @ rotation.T + spacing * (np.array([i, j, k]) + 0.5))
+                numbers.append(molecule.numbers)
+    return Atoms(numbers=np.concatenate(numbers), positions=np.concatenate(positions),
+                 cell=np.eye(3) * length, pbc=True)
+
+
+def mace_hyperparameters(hidden_irreps: str) -> dict[str, Any]:
+    """mace-torch constructor arguments (the format of the converter's hyperparameters.json)."""
+    return {
+        "model_class": "ScaleShiftMACE",
+        "atomic_numbers": ELEMENTS,
+        "atomic_energies": [-13.6, -1029.0, -2041.0, -7870.0],
+        "gate": "silu",
+        "r_max": 5.0,
+        "num_bessel": 8,
+        "num_polynomial_cutoff": 5,
+        "max_ell": 3,
+        "interaction_cls": "RealAgnosticResidualInteractionBlock",
+        "interaction_cls_first": "RealAgnosticResidualInteractionBlock",
+        "num_interactions": 2,
+        "hidden_irreps": hidden_irreps,
+        "MLP_irreps": "16x0e",
+        "avg_num_neighbors": 20.0,
+        "correlation": 3,
+        "radial_MLP": [64, 64, 64],
+        "atomic_inter_scale": 1.0,
+        "atomic_inter_shift": 0.0,
+        "heads": ["Default"],
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# measurement helpers
+# ------------------------------------------------------------------------------------------
+class PeakRSS:
+    """Sample the resident set size (``/proc/self/statm``) in a thread; peak growth in MiB."""
+
+    def __init__(self, interval: float = 0.002) -> None:
+        self.interval = interval
+        self.page = os.sysconf("SC_PAGE_SIZE")
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * self.page
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "PeakRSS":
+        self.base = self._rss()
+        self.peak = self.base
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.mib = (self.peak - self.base) / 2**20
+
+
+def time_calls(call, repeats: int, warmup: int, device: str) -> dict[str, float]:
+    """Median ms per ``call()``, warm-up duration (s) and peak memory (MiB)."""
+    import torch
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    start = time.perf_counter()
+    for _ in range(warmup):
+        call()
+    sync()
+    warm = time.perf_counter() - start
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    times = []
+    with PeakRSS() as rss:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            call()
+            sync()
+            times.append(time.perf_counter() - t0)
+    memory = (torch.cuda.max_memory_allocated() - base) / 2**20 if device.startswith("cuda") else rss.mib
+    return {"ms": 1e3 * statistics.median(times), "warmup_s": warm, "peak_mib": memory}
+
+
+# ------------------------------------------------------------------------------------------
+# mace-torch worker (runs in the mace venv; imports mace, not mlip)
+# ------------------------------------------------------------------------------------------
+def mace_worker(spec_path: str) -> None:
+    import torch
+    from mace import data as mace_data
+    from mace import modules
+    from mace.tools import torch_geometric, utils
+
+    spec = json.loads(Path(spec_path).read_text())
+    out_dir = Path(spec["out_dir"])
+    h = spec["hyperparameters"]
+    torch.manual_seed(spec.get("seed", 0))
+    torch.set_default_dtype(torch.float64)  # a worker process of its own: global dtype is fine here
+    model = modules.ScaleShiftMACE(
+        r_max=h["r_max"], num_bessel=h["num_bessel"], num_polynomial_cutoff=h["num_polynomial_cutoff"],
+        max_ell=h["max_ell"], interaction_cls=modules.interaction_classes[h["interaction_cls"]],
+        interaction_cls_first=modules.interaction_classes[h["interaction_cls_first"]],
+        num_interactions=h["num_interactions"], num_elements=len(h["atomic_numbers"]),
+        hidden_irreps=__import__("e3nn").o3.Irreps(h["hidden_irreps"]),
+        MLP_irreps=__import__("e3nn").o3.Irreps(h["MLP_irreps"]),
+        atomic_energies=np.array(h["atomic_energies"]), avg_num_neighbors=h["avg_num_neighbors"],
+        atomic_numbers=h["atomic_numbers"], correlation=h["correlation"], gate=torch.nn.functional.silu,
+        radial_MLP=h["radial_MLP"], atomic_inter_scale=h["atomic_inter_scale"],
+        atomic_inter_shift=h["atomic_inter_shift"], heads=h["heads"],
+    )
+    # random, non-trivial weights (readouts etc. start small): perturb every parameter
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    (out_dir / "hyperparameters.json").write_text(json.dumps(h, indent=1))
+    np.savez(out_dir / "state_dict.npz", **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+
+    import ase.io
+
+    results = []
+    device = spec["device"]
+    z_table = utils.AtomicNumberTable(h["atomic_numbers"])
+    for dtype_name in spec["dtypes"]:
+        dtype = getattr(torch, dtype_name)
+        torch.set_default_dtype(dtype)
+        m = model.to(device=device, dtype=dtype).eval()
+        for p in m.parameters():
+            p.requires_grad_(False)
+        for system, path in spec["systems"].items():
+            atoms = ase.io.read(path)
+            config = mace_data.config_from_atoms(atoms)
+            data = mace_data.AtomicData.from_config(config, z_table=z_table, cutoff=h["r_max"], heads=h["heads"])
+            loader = torch_geometric.dataloader.DataLoader(dataset=[data], batch_size=1, shuffle=False)
+            batch = next(iter(loader)).to(device).to_dict()
+            energy = {}
+
+            def call() -> None:
+                out = m(batch, compute_force=True, training=False)
+                energy["e"] = float(out["energy"][0])
+
+            timing = time_calls(call, spec["repeats"], spec["warmup"], device)
+            results.append({"system": system, "dtype": dtype_name, "energy": energy["e"], **timing})
+    (out_dir / "mace_timings.json").write_text(json.dumps(results, indent=1))
+
+
+def run_mace_worker(python: str, hidden: str, systems: dict[str, str], args, out_dir: Path) -> list[dict] | None:
+    """Run :func:`mace_worker` in the mace venv; ``None`` (with a note) when that fails."""
+    spec = {
+        "hyperparameters": mace_hyperparameters(hidden), "systems": systems, "dtypes": args.dtypes,
+        "device": args.device, "repeats": args.repeats, "warmup": 2, "out_dir": str(out_dir), "seed": 0,
+    }
+    spec_path = out_dir / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    env = dict(os.environ, PYTHONPATH="")
+    proc = subprocess.run([python, __file__, "--mace-worker", str(spec_path)], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        print(f"# mace-torch worker failed (column left empty): {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return json.loads((out_dir / "mace_timings.json").read_text())
+
+
+# ------------------------------------------------------------------------------------------
+# mlip side
+# ------------------------------------------------------------------------------------------
+def mlip_model(hidden: str, out_dir: Path, have_mace_files: bool):
+    import torch
+
+    from mlip.io.mace import convert_mace_files
+
+    if have_mace_files:
+        return convert_mace_files(out_dir / "hyperparameters.json", out_dir / "state_dict.npz"), "converted"
+    from mlip.io.mace import hparams_from_mace
+    from mlip.nn.model import build_model
+
+    torch.manual_seed(0)
+    return build_model(hparams_from_mace(mace_hyperparameters(hidden), {}), dtype=torch.float64), "random"
+
+
+def bench_mlip(model, atoms, dtype: str, mode: str, backend: str, args) -> dict[str, Any]:
+    from mlip.calculator import MLIPCalculator
+    from mlip.errors import MLIPError
+
+    try:
+        calc = MLIPCalculator(model, device=args.device, dtype=dtype, compile=(mode == "compiled"), backend=backend)
+    except MLIPError as err:
+        return {"error": str(err)}
+    batch = calc.make_batch(atoms)
+    periodic = bool(atoms.pbc.all())
+    energy = {}
+
+    def call() -> None:
+        out = calc.evaluate(batch, compute_stress=False)
+        energy["e"] = float(out["energy"][0])
+
+    timing = time_calls(call, args.repeats, 2, args.device)
+    return {"energy": energy["e"], "edges": int(batch["edge_index"].shape[1]), "periodic": periodic, **timing}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
+    parser.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
+    parser.add_argument("--backends", nargs="+", default=["e3nn", "cueq"], choices=["e3nn", "cueq"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--mace-python", default=DEFAULT_MACE_PYTHON, help="python of the mace-torch venv ('' to skip)")
+    parser.add_argument("--markdown", default=None, help="also write the table to this markdown file")
+    parser.add_argument("--json", default=None, help="also write all rows as JSON")
+    parser.add_argument("--mace-worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.mace_worker:
+        mace_worker(args.mace_worker)
+        return 0
+
+    import ase.io
+    import torch
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        systems = {name: build_system(name) for name in args.systems}
+        paths = {}
+        for name, atoms in systems.items():
+            paths[name] = str(tmp_path / f"{name}.xyz")
+            ase.io.write(paths[name], atoms, format="extxyz")
+        for model_name in args.models:
+            out_dir = tmp_path / model_name
+            out_dir.mkdir()
+            mace_rows = None
+            if args.mace_python and Path(args.mace_python).exists():
+                mace_rows = run_mace_worker(args.mace_python, MODELS[model_name], paths, args, out_dir)
+            model, origin = mlip_model(MODELS[model_name], out_dir, mace_rows is not None)
+            for name, atoms in systems.items():
+                for dtype in args.dtypes:
+                    mace = next((r for r in mace_rows or [] if r["system"] == name and r["dtype"] == dtype), None)
+                    for backend in args.backends:
+                        for mode in args.modes:
+                            result = bench_mlip(model, atoms, dtype, mode, backend, args)
+                            row = {"system": name, "atoms": len(atoms), "model": model_name, "weights": origin,
+                                   "dtype": dtype, "backend": backend, "mode": mode, **result}
+                            if mace is not None:
+                                row["mace_ms"] = mace["ms"]
+                                row["mace_peak_mib"] = mace["peak_mib"]
+                                if "energy" in result:
+                                    row["energy_diff"] = abs(result["energy"] - mace["energy"])
+                            rows.append(row)
+                            print_row(row)
+                            sys.stdout.flush()
+    table = markdown_table(rows, args.device)
+    print()
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+def print_row(row: dict[str, Any]) -> None:
+    if "error" in row:
+        print(f"{row['system']:>9} {row['model']:>6} {row['dtype']} {row['backend']:>4} {row['mode']:>8}: n/a ({row['error']})")
+        return
+    mace = f"mace {row['mace_ms']:9.2f} ms" if "mace_ms" in row else ""
+    print(f"{row['system']:>9} {row['model']:>6} {row['dtype']} {row['backend']:>4} {row['mode']:>8}: "
+          f"{row['ms']:9.2f} ms  {row['atoms'] / row['ms'] * 1e3:10.0f} atom-steps/s  "
+          f"{row['peak_mib']:8.1f} MiB  warm-up {row['warmup_s']:.1f} s  {mace}")
+
+
+def markdown_table(rows: list[dict[str, Any]], device: str) -> str:
+    head = ("| system | atoms | model | dtype | backend | mode | ms / call | atom-steps/s | peak MiB | "
+            "mace-torch ms | speed-up vs mace | warm-up s | abs. energy diff. vs mace (eV) |")
+    lines = [f"Device: {device}. ms per energy+forces call (median), neighbour list excluded.", "", head,
+             "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['system']} | {r['atoms']} | {r['model']} | {r['dtype']} | {r['backend']} | {r['mode']} "
+                         f"| n/a | | | | | | |")
+            continue
+        mace = r.get("mace_ms")
+        mace_ms = "" if mace is None else f"{mace:.2f}"
+        speedup = "" if mace is None else f"{mace / r['ms']:.2f}x"
+        diff = f"{r['energy_diff']:.1e}" if "energy_diff" in r else ""
+        lines.append(
+            f"| {r['system']} | {r['atoms']} | {r['model']} | {r['dtype']} | {r['backend']} | {r['mode']} "
+            f"| {r['ms']:.2f} | {r['atoms'] / r['ms'] * 1e3:.0f} | {r['peak_mib']:.0f} "
+            f"| {mace_ms} | {speedup} | {r['warmup_s']:.1f} | {diff} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
