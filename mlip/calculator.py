@@ -36,7 +36,7 @@ from mlip.inference import compile_model, evaluate
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 BACKENDS = ("e3nn", "cueq")
-DEFAULT_MAX_IMAGES = 20_000
+DEFAULT_MAX_IMAGES = 5_000
 """Largest number of periodic images (product over periodic directions of ``2 ceil(cutoff/width) + 1``)
 the neighbour search may need before a cell counts as too small for the cutoff."""
 
