@@ -163,7 +163,7 @@ class MACE(torch.nn.Module):
             self.products.append(ProductBlock(target, out_irreps, corr[t], E, hp.use_agnostic_product))
             if hp.edge_energy_readout:
                 pass  # the edge readout below replaces the per-atom readouts
-            elif t == L - 1:
+            elif t == L - 1 and L > 1:  # (a single-layer model has only a linear readout, as in mace-torch)
                 self.readouts.append(MLPReadout(out_irreps, hp.mlp_irreps, hp.gate, H))
             else:
                 self.readouts.append(LinearReadout(out_irreps, H))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mace"
-VARIANTS = ["off_residual", "mp_density_zbl_agnesi", "mh_nonlinear_two_heads"]
+VARIANTS = ["off_residual", "mp_density_zbl_agnesi", "mh_nonlinear_two_heads", "plain_l2_corr", "single_layer"]
 
 
 def brute_force_edges(positions: np.ndarray, cell: np.ndarray, pbc, r_max: float):
