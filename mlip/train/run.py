@@ -8,6 +8,7 @@ Run directory layout (``output_dir``): ``model.pt`` (EMA weights of the best epo
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from collections.abc import Iterator, Sequence
@@ -332,7 +333,8 @@ def train(cfg: Config, resume: bool = False, hooks: TrainerHooks | None = None, 
     state = trainer.fit()
     trainer.load_best()
     final_path = run_dir / "model.pt"
-    final: dict[str, Any] = {"best_epoch": state.best_epoch, "best_valid_loss": state.best_loss,
+    best_loss = state.best_loss if math.isfinite(state.best_loss) else None  # inf: no validation set
+    final: dict[str, Any] = {"best_epoch": state.best_epoch, "best_valid_loss": best_loss,
                              "n_skipped": state.n_skipped}
     for split in SPLITS:  # every rank evaluates its shard; the errors are gathered (hooks.reduce_eval)
         if not len(graphs[split]):
