@@ -135,11 +135,37 @@ def _per_head(value: Any, n: int) -> list[float]:
     return [float(v) for v in arr]
 
 
+_UNSUPPORTED = {  # mace-torch options we do not implement, with their neutral values
+    "use_so3": False,
+    "use_last_readout_only": False,
+    "use_embedding_readout": False,
+    "use_edge_irreps_first": False,
+    "keep_last_layer_irreps": False,
+    "embedding_specs": None,
+    "radial_type": "bessel",
+}
+
+
+def _gate_name(gate: Any) -> str:
+    if gate is None:
+        return "none"
+    name = getattr(gate, "__name__", str(gate)).lower()
+    for known in ("silu", "tanh"):
+        if known in name:
+            return known
+    raise ConfigError(f"unsupported mace gate {gate!r}")
+
+
 def hparams_from_mace(h: dict[str, Any], state: dict[str, np.ndarray]) -> ModelHyperparameters:
     """Translate mace-torch constructor arguments (+ the state dict for E0s/scale/shift)."""
+    for key, neutral in _UNSUPPORTED.items():
+        if key in h and h[key] not in (neutral, None) and not (neutral is None and not h[key]):
+            raise ConfigError(f"unsupported mace option {key}={h[key]!r}")
+    if "readout_cls" in h and "NonLinearReadoutBlock" not in str(h["readout_cls"]) or "NonLinearBias" in str(h.get("readout_cls", "")):
+        raise ConfigError(f"unsupported mace readout {h['readout_cls']!r}")
     heads = list(h.get("heads") or ["Default"])
     H = len(heads)
-    Z = [int(z) for z in h["atomic_numbers"]]
+    Z = [int(z) for z in np.asarray(h["atomic_numbers"]).reshape(-1)]
     e0 = np.asarray(state.get("atomic_energies_fn.atomic_energies", h.get("atomic_energies")), dtype=np.float64)
     e0 = np.atleast_2d(e0).reshape(H, len(Z))
     scale = state.get("scale_shift.scale", h.get("atomic_inter_scale", 1.0))
@@ -171,7 +197,7 @@ def hparams_from_mace(h: dict[str, Any], state: dict[str, np.ndarray]) -> ModelH
         correlation=[int(c) for c in corr] if isinstance(corr, list) else int(corr),
         radial_mlp=[int(x) for x in h.get("radial_MLP", [64, 64, 64])],
         mlp_irreps=str(h.get("MLP_irreps", "16x0e")),
-        gate=str(h.get("gate", "silu")),
+        gate=_gate_name(h.get("gate", "silu")),
         interaction=INTERACTION_CLASSES[_class_name(h["interaction_cls"])],
         interaction_first=INTERACTION_CLASSES[_class_name(h["interaction_cls_first"])],
         edge_irreps=None if edge_irreps in (None, "None") else str(edge_irreps),
@@ -314,10 +340,9 @@ def convert_mace_model_file(path: str | Path, dtype: torch.dtype = torch.float64
         raise ConfigError(f"{path}: reading a mace .model file needs mace-torch installed") from None
     mace_model = torch.load(path, map_location="cpu", weights_only=False)  # trusted user file, mace-torch only
     cfg = extract_config_mace_model(mace_model)
-    h = {k: (str(v) if k in ("hidden_irreps", "MLP_irreps", "edge_irreps") and v is not None else v) for k, v in cfg.items()}
-    h["interaction_cls"] = str(cfg["interaction_cls"])
-    h["interaction_cls_first"] = str(cfg["interaction_cls_first"])
-    if "atomic_numbers" in h:
-        h["atomic_numbers"] = [int(z) for z in h["atomic_numbers"]]
+    h = dict(cfg)
+    for key in ("hidden_irreps", "MLP_irreps", "edge_irreps"):
+        if h.get(key) is not None:
+            h[key] = str(h[key])
     state = {k: v.detach().cpu().numpy() for k, v in mace_model.state_dict().items()}
     return convert_mace(h, state, dtype)
