@@ -117,7 +117,7 @@ def small_mace(atomic_numbers=(1, 6, 8, 14), heads=("Default",), r_max=4.0, seed
         pair_repulsion=True,  # ZBL keeps random-weight cells from collapsing in relaxations
     )
     generator = torch.Generator().manual_seed(seed)
-    model = build_model(hparams).to(torch.float64)
+    model = build_model(hparams, dtype=torch.float64)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
