@@ -255,7 +255,7 @@ class Trainer:
             self.train_loader,
             desc=f"epoch {epoch}/{cfg.max_epochs}",
             leave=False,
-            disable=not (cfg.progress and self.hooks.is_main),
+            disable=True if not (cfg.progress and self.hooks.is_main) else None,  # None: off when not a TTY
             dynamic_ncols=True,
         )
         for i, batch in enumerate(bar, start=1):
