@@ -50,6 +50,7 @@ T = TypeVar("T")
 DEFAULT_PORT = 29500
 TIMEOUT_ENV = "MLIP_DIST_TIMEOUT_MIN"
 """Environment variable: minutes a collective may wait before the process group gives up (default 60)."""
+FIND_UNUSED_ENV = "MLIP_DDP_FIND_UNUSED"
 
 
 @dataclass
@@ -224,9 +225,13 @@ class DistributedContext:
         """The model inside DistributedDataParallel (gradients averaged over ranks during backward)."""
         from torch.nn.parallel import DistributedDataParallel
 
+        # every parameter of the model takes part in every step (checked for the options in use); set
+        # MLIP_DDP_FIND_UNUSED=1 for a model variant where some do not (slower: an extra graph traversal)
+        find_unused = os.environ.get(FIND_UNUSED_ENV, "0") == "1"
         if self.device.type == "cuda":
-            return DistributedDataParallel(model, device_ids=[self.device.index], output_device=self.device.index)
-        return DistributedDataParallel(model)
+            return DistributedDataParallel(model, device_ids=[self.device.index], output_device=self.device.index,
+                                           find_unused_parameters=find_unused)
+        return DistributedDataParallel(model, find_unused_parameters=find_unused)
 
     def hooks(self) -> Any:
         """The :class:`mlip.train.trainer.TrainerHooks` of this rank."""
