@@ -203,8 +203,10 @@ class MACE(torch.nn.Module):
         compute_stress: bool = False,
         training: bool = False,
     ) -> dict[str, torch.Tensor]:
+        dtype = self.atomic_energies.dtype  # the model's float dtype; inputs are cast to it
         positions = batch["positions"]
-        dtype = positions.dtype
+        if positions.dtype != dtype:
+            positions = positions.to(dtype)
         node_graph = batch["batch"]
         edge_index = batch["edge_index"]
         num_graphs = batch["ptr"].shape[0] - 1
@@ -229,6 +231,8 @@ class MACE(torch.nn.Module):
         vectors = positions[receiver] - positions[sender] + shifts
         lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
         edge_gate = batch.get("edge_gate")
+        if edge_gate is not None:
+            edge_gate = edge_gate.to(dtype)
 
         z = self.z_of_index[element]
         edge_attrs = self.spherical_harmonics(vectors)
