@@ -56,6 +56,32 @@ def _train_steps(hooks, graphs: list[dict]) -> tuple[list[float], dict[str, torc
     return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}, frames
 
 
+def _check_collectives(ctx, out: str) -> None:
+    """run_on_main returns rank 0's value everywhere and re-raises rank 0's error on every rank;
+    reduce_eval gathers sharded per-frame errors; all_true is a logical and over ranks."""
+    from mlip.errors import DataError
+    from mlip.train.metrics import FrameErrors
+
+    report = {"value": ctx.run_on_main(lambda: {"rank": ctx.rank})}
+
+    def fail():
+        raise DataError("stats.xyz: frame 3: key 'energy': boom")
+
+    try:
+        ctx.run_on_main(fail)
+        report["error"] = None
+    except DataError as err:
+        report["error"] = str(err)
+    errors = FrameErrors(head=["h"] * (ctx.rank + 1), config_type=["c"] * (ctx.rank + 1),
+                         n_atoms=[1] * (ctx.rank + 1), energy=[float(ctx.rank + 1)] * (ctx.rank + 1))
+    merged, loss = ctx.reduce_eval(errors, 10.0 * (ctx.rank + 1))
+    report["merged_energy"] = merged.energy
+    report["loss"] = loss
+    report["all_true"] = [ctx.all_true(True), ctx.all_true(ctx.rank == 0)]
+    with open(f"{out}.collectives.{ctx.rank}", "w") as fh:
+        fh.write(repr(report))
+
+
 def _worker(rank: int, world: int, port: int, graphs: list[dict], out: str) -> None:
     torch.set_num_threads(1)
     from mlip.train.distributed import DistEnv, init_distributed, shutdown
@@ -64,6 +90,7 @@ def _worker(rank: int, world: int, port: int, graphs: list[dict], out: str) -> N
     try:
         losses, state, frames = _train_steps(ctx.hooks(), graphs)
         torch.save({"losses": losses, "state": state, "frames": frames}, f"{out}.{rank}")
+        _check_collectives(ctx, out)
     finally:
         shutdown()
 
@@ -81,6 +108,15 @@ def test_two_ranks_match_one_process_with_double_batch(tmp_path: Path):
     ref_losses, ref_state, ref_frames = _train_steps(TrainerHooks(), graphs)
     r0 = torch.load(f"{out}.0", weights_only=True)
     r1 = torch.load(f"{out}.1", weights_only=True)
+    import ast
+
+    for rank in (0, 1):
+        rep = ast.literal_eval(Path(f"{out}.collectives.{rank}").read_text())
+        assert rep["value"] == {"rank": 0}
+        assert rep["error"] == "stats.xyz: frame 3: key 'energy': boom"
+        assert rep["merged_energy"] == [1.0, 2.0, 2.0]  # rank 0's one frame, then rank 1's two
+        assert rep["loss"] == pytest.approx((10.0 * 1 + 20.0 * 2) / 3)
+        assert rep["all_true"] == [True, False]
     # the data order: each step's two rank batches together are the single-process batch
     assert len(ref_frames) == EPOCHS * STEPS_PER_EPOCH == len(r0["frames"]) == len(r1["frames"])
     for single, a, b in zip(ref_frames, r0["frames"], r1["frames"]):
