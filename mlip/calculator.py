@@ -287,6 +287,7 @@ class MLIPCalculator(Calculator):
         self.r_max = float(self.model.r_max)
         self.max_images = int(max_images)
         self.neighbors = SkinNeighborList(self.r_max, skin)
+        self._checked_cell: tuple[np.ndarray, np.ndarray] | None = None
         self.potential = compile_model(self.model) if compile else None
 
     # -- ASE interface ---------------------------------------------------------------------
@@ -320,7 +321,11 @@ class MLIPCalculator(Calculator):
         cell = np.asarray(atoms.cell.array, dtype=np.float64)
         pbc = np.asarray(atoms.pbc, dtype=bool)
         check_elements(numbers, self.elements)
-        check_cell(cell, pbc, self.r_max + self.neighbors.skin, self.max_images)
+        if self._checked_cell is None or not (
+            np.array_equal(cell, self._checked_cell[0]) and np.array_equal(pbc, self._checked_cell[1])
+        ):
+            check_cell(cell, pbc, self.r_max + self.neighbors.skin, self.max_images)
+            self._checked_cell = (cell.copy(), pbc.copy())
         if not np.all(np.isfinite(positions)):
             raise DataError("atoms have non-finite positions")
         edge_index, shifts = self.neighbors.update(positions, cell, pbc, numbers)

@@ -291,7 +291,25 @@ def bench_mlip(model, atoms, dtype: str, mode: str, backend: str, args) -> dict[
         energy["e"] = float(out["energy"][0])
 
     timing = time_calls(call, args.repeats, 2, args.device)
+    if args.profile:
+        profile_calls(call, args.device, f"{len(atoms)} atoms, {dtype}, {backend}, {mode}")
     return {"energy": energy["e"], "edges": int(batch["edge_index"].shape[1]), "periodic": periodic, **timing}
+
+
+def profile_calls(call, device: str, label: str, rows: int = 12) -> None:
+    """Print the most expensive operators of a few calls (torch.profiler, self time)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with profile(activities=activities) as prof:
+        for _ in range(3):
+            call()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    print(f"# profile ({label}), 3 calls, sorted by {key}")
+    print(prof.key_averages().table(sort_by=key, row_limit=rows))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--mace-python", default=DEFAULT_MACE_PYTHON, help="python of the mace-torch venv ('' to skip)")
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler's top operators per row")
     parser.add_argument("--markdown", default=None, help="also write the table to this markdown file")
     parser.add_argument("--json", default=None, help="also write all rows as JSON")
     parser.add_argument("--mace-worker", default=None, help=argparse.SUPPRESS)

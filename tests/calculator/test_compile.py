@@ -63,7 +63,10 @@ def test_compiled_matches_eager_float64_without_recompiling(tiny_model):
 
 
 def test_compiled_matches_eager_float32(tiny_model):
+    # A molecule with forces of order 0.1 eV/A: in a near-perfect crystal the net forces are tiny
+    # sums of cancelling pair terms and float32 rounding alone (eager float32 against float64)
+    # is ~1e-5 of the largest force there; float64 covers the periodic/stress case.
     compiled = MLIPCalculator(tiny_model, dtype="float32", compile=True)
     eager = MLIPCalculator(tiny_model, dtype="float32")
-    _compare(compiled, eager, si_cell(repeat=(1, 1, 1)), rtol=1e-6)
+    _compare(compiled, eager, molecule("CH3CH2OH"), rtol=1e-6)
     assert compiled.potential.num_compiles == 1
