@@ -4,6 +4,7 @@ average equals the gradient of the single-process mean loss (all acac frames hav
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -95,16 +96,19 @@ def _worker(rank: int, world: int, port: int, graphs: list[dict], out: str) -> N
         shutdown()
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_process_with_double_batch(tmp_path: Path):
     if not (ACAC / "train.xyz").is_file():
         pytest.skip("bundled data/acac missing")
     graphs = _graphs(slice_xyz(ACAC / "train.xyz", tmp_path / "train.xyz", 2 * B * STEPS_PER_EPOCH))
     from mlip.train.trainer import TrainerHooks
 
-    # fork the ranks before this process runs any torch kernel (fork after OpenMP use is unsafe);
-    # forking keeps the test fast (no re-import of torch/e3nn in the children)
+    # fork keeps the test fast (no re-import of torch/e3nn in the children); the children reset their
+    # thread pools like DataLoader workers do. With other threads alive in this process (left by earlier
+    # tests) forking could copy a held lock, so fall back to spawn then.
+    method = "fork" if threading.active_count() == 1 else "spawn"
     out = str(tmp_path / "rank")
-    mp.start_processes(_worker, args=(2, free_port(), graphs, out), nprocs=2, join=True, start_method="fork")
+    mp.start_processes(_worker, args=(2, free_port(), graphs, out), nprocs=2, join=True, start_method=method)
     ref_losses, ref_state, ref_frames = _train_steps(TrainerHooks(), graphs)
     r0 = torch.load(f"{out}.0", weights_only=True)
     r1 = torch.load(f"{out}.1", weights_only=True)

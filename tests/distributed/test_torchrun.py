@@ -34,6 +34,7 @@ def _train_here(cfg: dict, resume: bool = False) -> None:
     train(config_from_dict(cfg), resume=resume, log=lambda s: None)
 
 
+@pytest.mark.slow
 def test_early_stopping_two_ranks_no_hang_and_same_trajectory(tmp_path: Path):
     files = acac_files(tmp_path)
     # lr 1.0 makes the validation loss rise after a few epochs (checked once: stops at epoch 4 of 8);
@@ -61,6 +62,7 @@ def test_early_stopping_two_ranks_no_hang_and_same_trajectory(tmp_path: Path):
         torch.testing.assert_close(w2[key], w1[key], rtol=1e-8, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_kill_two_ranks_resume_on_one(tmp_path: Path):
     files = acac_files(tmp_path)
     train = {"max_epochs": 6, "batch_size": 4, "lr": 0.01, "progress": False, "plot": False}
