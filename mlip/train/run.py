@@ -256,7 +256,8 @@ def train(cfg: Config, resume: bool = False, hooks: TrainerHooks | None = None, 
     hooks = hooks or TrainerHooks()
     run_dir = Path(cfg.output_dir)
     ckpt_dir = run_dir / "checkpoints"
-    if not resume and hooks.is_main and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
+    # checked on every rank (before any collective, so no rank can see another's new checkpoint): all stop
+    if not resume and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
         raise ConfigError(
             f"config key 'output_dir': {run_dir} already holds checkpoints; use --resume to continue "
             f"or choose another output_dir"
