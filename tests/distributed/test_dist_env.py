@@ -50,3 +50,27 @@ def test_wants_distributed():
     torchrun = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
     assert launched_by_torchrun(torchrun) and wants_distributed(cfg, torchrun)
     assert not launched_by_torchrun({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"})
+
+
+def test_slurm_task_runs_cli_with_distributed_true(tmp_path, monkeypatch):
+    """`mlip-train ... distributed=true` as one SLURM task (no torchrun variables): gloo group of size 1
+    from SLURM_PROCID/SLURM_NTASKS/SLURM_NODELIST, training runs, the group is destroyed afterwards."""
+    import torch.distributed as dist
+
+    from dist_support import acac_files, free_port, tiny_config, write_config
+    from mlip.cli.train import main
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_LOCALID", "0")
+    monkeypatch.setenv("SLURM_NODELIST", "localhost")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    files = acac_files(tmp_path, n_train=6, n_valid=2)
+    cfg = tiny_config(files, tmp_path / "run", train={"max_epochs": 1, "batch_size": 3, "progress": False,
+                                                      "plot": False})
+    assert main(["--config", str(write_config(cfg, tmp_path / "c.yaml")), "distributed=true"]) == 0
+    assert (tmp_path / "run" / "model.pt").is_file()
+    assert not dist.is_initialized()
