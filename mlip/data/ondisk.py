@@ -552,14 +552,21 @@ class OnDiskDataset(torch.utils.data.Dataset):
         values = np.concatenate(parts) if parts else np.zeros(0)
         return values if self.indices is None else values[self.indices]
 
-    def graph_sizes(self) -> np.ndarray:
-        """[n, 2] (atoms, edges) per frame. The edge counts are those stored at the file's ``stats_r_max``;
-        at another cutoff they are recomputed (one streamed pass) only when asked for."""
+    def graph_sizes(self, exact_edges: bool = False) -> np.ndarray:
+        """[n, 2] (atoms, edges) per frame. The edge counts are those stored at the file's ``stats_r_max``.
+        At another cutoff they are scaled by ``(r_max / stats_r_max)^3`` (an estimate), or, with
+        ``exact_edges``, recomputed in one pass over the frames (needed for an exact edge budget)."""
         atoms = self._column("frame_i8", _I["n_atoms"])
+        stored = self._column("frame_i8", _I["n_edges"])
         if all(abs(f.stats_r_max - self.r_max) < 1e-12 for f in self.files):
-            edges = self._column("frame_i8", _I["n_edges"])
-        else:
+            edges = stored
+        elif exact_edges:
             edges = np.array([self.graph(i)["edge_index"].shape[1] for i in range(len(self))], dtype=np.int64)
+        else:
+            ratio = np.array([(self.r_max / f.stats_r_max) ** 3 for f in self.files])
+            file_of = np.searchsorted(self.offsets, self.indices if self.indices is not None else np.arange(len(self)),
+                                      side="right") - 1
+            edges = np.rint(stored * ratio[file_of]).astype(np.int64)
         return np.stack([atoms, edges], axis=1).astype(np.int64)
 
     def config_types(self) -> "LazyNames":
@@ -637,7 +644,7 @@ def make_ondisk_loader(
     num_replicas: int = 1, rank: int = 0,
 ) -> OnDiskLoader:
     """Like :func:`mlip.data.batch.make_loader` for an on-disk dataset (sizes from the file, not the graphs)."""
-    sampler = GraphBatchSampler(dataset.graph_sizes(), batch_size, shuffle, seed, max_atoms, max_edges, drop_last,
+    sampler = GraphBatchSampler(dataset.graph_sizes(exact_edges=max_edges is not None), batch_size, shuffle, seed, max_atoms, max_edges, drop_last,
                                 num_replicas, rank)
     return OnDiskLoader(dataset, sampler, dtype, num_workers)
 
