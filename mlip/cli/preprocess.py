@@ -1,6 +1,6 @@
 """``mlip-preprocess``: write an on-disk (HDF5) dataset for training sets larger than memory.
 
-    mlip-preprocess --config c.yaml -o data_dir          # data section of a training config
+    mlip-preprocess --config c.yaml [-o data_dir]        # data section of a training config (default c_h5/)
     mlip-preprocess --data a.xyz b.xyz --energy-key E -o out.h5 [--r-max 5] [--e0s fit]
 
 Frames are streamed (never all in memory) with a progress bar; see docs/scale-out.md.
@@ -20,8 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", "-c", help="training config: its data section is converted (train/valid/test.h5)")
     src.add_argument("--data", nargs="+", help="input structure files (any ASE format)")
-    p.add_argument("--output", "-o", required=True,
-                   help="with --config: output directory; with --data: output .h5 file")
+    p.add_argument("--output", "-o", default=None,
+                   help="with --config: output directory (default: <config name>_h5 next to it); "
+                        "with --data: output .h5 file (required)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (with --config)")
     p.add_argument("--energy-key", default="energy")
     p.add_argument("--forces-key", default="forces")
@@ -43,10 +44,15 @@ def _main(argv: list[str] | None) -> int:
     if args.config:
         from mlip.config import load_config
 
-        preprocess_config(load_config(args.config, args.overrides), args.output, progress=not args.no_progress)
+        from pathlib import Path
+
+        out = args.output or str(Path(args.config).with_name(Path(args.config).stem + "_h5"))
+        preprocess_config(load_config(args.config, args.overrides), out, progress=not args.no_progress)
         return 0
     if args.overrides:
         raise ConfigError(f"overrides {args.overrides} need --config")
+    if args.output is None:
+        raise ConfigError("--output: give the .h5 file to write (with --data)")
     if not is_ondisk_path(args.output):
         raise ConfigError(f"--output {args.output}: expected a .h5 file name")
     e0s = args.e0s
