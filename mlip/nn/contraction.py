@@ -8,17 +8,43 @@ with ``U`` the symmetric generalised Clebsch-Gordan basis of :mod:`mlip.nn.coupl
 ``A`` the one-particle basis laid out as ``[N, C, K]`` (``K`` = concatenated irreps ``0e, 1o, ..``),
 and weights per element (``z_i``) or shared (element-agnostic, MACE-MH-1).
 
-The evaluation is a Horner scheme: contract the highest order with ``A`` and its weights, add the
-next order's weighted basis, contract with ``A`` again, ... Every step is a dense matmul or a
-broadcast-multiply-sum, so the module traces cleanly under ``torch.compile``.
+Evaluation (three strategies, the cheapest is picked at construction from weighted operation counts):
+
+* ``horner`` (few weight sets, e.g. element-agnostic): ``((c_nu A + c_{nu-1}) A + ..) A`` with
+  ``c_n = W_e U_n`` formed per element once per forward pass;
+* ``features``: the same Horner scheme with the top order as ``(A x W_{z_i}) @ U`` (one matmul);
+* ``monomial``: because ``U`` is symmetric, only the distinct monomials ``A_{j_1} .. A_{j_nu}`` with
+``j_1 <= .. <= j_nu`` are needed (816 instead of 4096 for K = 16, nu = 3). They are built order by
+order (each monomial = a lower-order monomial times one more ``A``), multiplied by one matrix ``G``
+(the basis with each monomial's multiplicity folded in, all orders stacked) and contracted with the
+atom's weights; the cost does not depend on the number of elements.
+
+Neither has data-dependent control flow (``torch.compile`` traces both).
 """
 
 from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
 
 import torch
 from e3nn import o3
 
 from mlip.nn.coupling import symmetric_coupling_basis
+
+
+def _monomials(K: int, correlation: int) -> list[tuple[torch.Tensor, torch.Tensor, list[tuple[int, ...]]]]:
+    """Per order nu >= 2: (parent index into order nu-1, last factor index, sorted index tuples)."""
+    out = []
+    prev = {(j,): j for j in range(K)}
+    for nu in range(2, correlation + 1):
+        combos = list(itertools.combinations_with_replacement(range(K), nu))
+        parent = torch.tensor([prev[c[:-1]] for c in combos], dtype=torch.long)
+        last = torch.tensor([c[-1] for c in combos], dtype=torch.long)
+        out.append((parent, last, combos))
+        prev = {c: i for i, c in enumerate(combos)}
+    return out
 
 
 class SymmetricContraction(torch.nn.Module):
@@ -31,10 +57,18 @@ class SymmetricContraction(torch.nn.Module):
         num_elements: number of weight sets (1 for element-agnostic weights).
 
     Shapes: ``forward(x [N, irreps_in.dim], element [N] long) -> [N, irreps_out.dim]`` (e3nn mul_ir layout).
-    Parameters: ``weights_{o}_{nu}`` of shape ``[num_elements, P_nu, C]`` for output irrep ``o``.
+    Parameters: ``weights.{o * correlation + nu - 1}`` of shape ``[num_elements, P_nu, C]``
+    (see :meth:`weight`), expressed in the basis :meth:`basis`.
     """
 
-    def __init__(self, irreps_in: o3.Irreps | str, irreps_out: o3.Irreps | str, correlation: int, num_elements: int):
+    def __init__(
+        self,
+        irreps_in: o3.Irreps | str,
+        irreps_out: o3.Irreps | str,
+        correlation: int,
+        num_elements: int,
+        strategy: str = "auto",
+    ):
         super().__init__()
         if correlation < 1:
             raise ValueError("correlation must be >= 1")
@@ -46,30 +80,71 @@ class SymmetricContraction(torch.nn.Module):
         self.num_channels = muls.pop()
         self.correlation = correlation
         self.num_elements = num_elements
-        coupling = "+".join(str(ir) for _, ir in self.irreps_in)
-        self.coupling_irreps = coupling
-        self.K = sum(ir.dim for _, ir in self.irreps_in)
+        self.coupling_irreps = "+".join(str(ir) for _, ir in self.irreps_in)
+        K = sum(ir.dim for _, ir in self.irreps_in)
+        self.K = K
         self.out_dims: list[int] = [ir.dim for _, ir in self.irreps_out]
         self.in_dims: list[int] = [ir.dim for _, ir in self.irreps_in]
+        mono = _monomials(K, correlation)
+        for i, (parent, last, _) in enumerate(mono):
+            self.register_buffer(f"parent_{i + 2}", parent, persistent=False)
+            self.register_buffer(f"last_{i + 2}", last, persistent=False)
+        combos_by_order = [[(j,) for j in range(K)]] + [c for _, _, c in mono]
+        self.num_monomials = sum(len(c) for c in combos_by_order)
         self.num_params: list[list[int]] = []
         self.weights = torch.nn.ParameterList()
-        K = self.K
         for o, (_, ir) in enumerate(self.irreps_out):
             counts = []
+            blocks = []
             for nu in range(1, correlation + 1):
-                U = symmetric_coupling_basis(coupling, str(ir), nu)  # [M, K..K, P]
+                U = symmetric_coupling_basis(self.coupling_irreps, str(ir), nu)  # [M, K..K, P]
                 P = U.shape[-1]
                 counts.append(P)
-                M = ir.dim
-                if nu == correlation:
-                    # [M, K^(nu-1), k, P] -> [(k, P), (M, K^(nu-1))]
-                    mat = U.reshape(M, K ** (nu - 1), K, P).permute(2, 3, 0, 1).reshape(K * P, M * K ** (nu - 1))
-                else:
-                    mat = U.reshape(M * K**nu, P).T.contiguous()  # [P, (M, K^nu)]
-                self.register_buffer(f"U_{o}_{nu}", mat.contiguous(), persistent=False)
+                combos = combos_by_order[nu - 1]
+                idx = torch.tensor(combos, dtype=torch.long)  # [n_mono, nu]
+                mult = torch.tensor(
+                    [math.factorial(nu) / math.prod(math.factorial(v) for v in Counter(c).values()) for c in combos],
+                    dtype=torch.float64,
+                )
+                Uc = U[(slice(None),) + tuple(idx[:, j] for j in range(nu))]  # [M, n_mono, P]
+                blocks.append(Uc * mult.view(1, -1, 1))
                 w = torch.randn(num_elements, P, self.num_channels) / max(P, 1)
                 self.weights.append(torch.nn.Parameter(w))
             self.num_params.append(counts)
+            M = ir.dim
+            P_total = sum(counts)
+            G = torch.zeros(self.num_monomials, M, P_total, dtype=torch.float64)
+            row = col = 0
+            for nu, block in enumerate(blocks):
+                n_mono, P = block.shape[1], block.shape[2]
+                G[row : row + n_mono, :, col : col + P] = block.permute(1, 0, 2)
+                row += n_mono
+                col += P
+            self.register_buffer(f"G_{o}", G.reshape(self.num_monomials, M * P_total), persistent=False)
+        # strategy (operation counts weighted by measured CPU costs; all give the same numbers):
+        # "horner": per-element Horner (few weight sets), "features": features-first Horner, "monomial".
+        if strategy == "auto":
+            cost = {
+                "horner": 6 * num_elements * sum(M * K**correlation for M in self.out_dims),
+                "features": sum(M * K**correlation * c[-1] for M, c in zip(self.out_dims, self.num_params)),
+                "monomial": 2 * self.num_monomials * (17 + sum(M * sum(c) for M, c in zip(self.out_dims, self.num_params))),
+            }
+            strategy = min(cost, key=cost.get)
+        if strategy not in ("horner", "features", "monomial"):
+            raise ValueError(f"unknown contraction strategy {strategy!r}")
+        self.strategy = strategy
+        self.use_horner = strategy in ("horner", "features")
+        if self.use_horner:
+            for o, (_, ir) in enumerate(self.irreps_out):
+                M = ir.dim
+                for nu in range(1, correlation + 1):
+                    U = symmetric_coupling_basis(self.coupling_irreps, str(ir), nu)
+                    P = U.shape[-1]
+                    if nu == correlation:  # [M, K^(nu-1), k, P] -> [k, P, (M, K^(nu-1))]
+                        mat = U.reshape(M, K ** (nu - 1), K, P).permute(2, 3, 0, 1).reshape(K, P, M * K ** (nu - 1))
+                    else:  # [P, (M, K^nu)]
+                        mat = U.reshape(M * K**nu, P).T
+                    self.register_buffer(f"U_{o}_{nu}", mat.contiguous(), persistent=False)
 
     def weight(self, o: int, nu: int) -> torch.nn.Parameter:
         """Weights ``[num_elements, P, C]`` of output irrep ``o`` and order ``nu``."""
@@ -83,43 +158,65 @@ class SymmetricContraction(torch.nn.Module):
     def forward(self, x: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
         N = x.shape[0]
         C = self.num_channels
-        K = self.K
-        # mul_ir layout -> [N, C, K]
         parts = []
         start = 0
-        for d in self.in_dims:
+        for d in self.in_dims:  # mul_ir layout -> [N, C, K]
             parts.append(x[:, start : start + C * d].reshape(N, C, d))
             start += C * d
-        a = torch.cat(parts, dim=-1)
+        a = torch.cat(parts, dim=-1)  # [N, C, K]
+        if self.use_horner:
+            return self._horner(a, element)
+        return self._monomial(a, element)
+
+    def _horner(self, a: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
+        """``((c_nu A + c_{nu-1}) A + ..) A``; the top order per element or features-first."""
+        N, C, K = a.shape
+        a_c = a.transpose(0, 1)  # [C, N, K]
         outs = []
         for o, M in enumerate(self.out_dims):
             nu = self.correlation
-            U_top = getattr(self, f"U_{o}_{nu}").to(x.dtype)
+            U_top = getattr(self, f"U_{o}_{nu}").to(a.dtype)  # [K, P, Q]
             W_top = self.weight(o, nu)  # [E, P, C]
-            P = W_top.shape[1]
-            Q = M * K ** (nu - 1)
-            if self.num_elements < P:
-                # weights first: c_e[C, K, Q] = sum_p W[e,p,c] U[k,p,q]; then a per-channel matmul per element
-                U3 = U_top.reshape(K, P, Q)
-                t = torch.zeros(N, C, Q, dtype=x.dtype, device=x.device)
-                a_c = a.transpose(0, 1)  # [C, N, K]
-                for e in range(self.num_elements):
-                    c_e = torch.einsum("pc,kpq->ckq", W_top[e], U3)
-                    t_e = torch.bmm(a_c, c_e).transpose(0, 1)  # [N, C, Q]
-                    if self.num_elements == 1:
-                        t = t_e
-                    else:
-                        t = t + t_e * (element == e).to(x.dtype).view(N, 1, 1)
+            Kt, P, Q = U_top.shape
+            if self.strategy == "features":  # z[n,c,k,p] = A[n,c,k] W[z_n,p,c], one matmul with U
+                z = a.unsqueeze(-1) * W_top[element].transpose(1, 2).unsqueeze(2)
+                t = (z.reshape(N * C, Kt * P) @ U_top.reshape(Kt * P, Q)).reshape(N, C, Q)
             else:
-                # features first: z[n,c,k,p] = a[n,c,k] W[z_n,p,c], then one matmul with U
-                w = W_top[element]  # [N, P, C]
-                z = a.unsqueeze(-1) * w.transpose(1, 2).unsqueeze(2)  # [N, C, K, P]
-                t = (z.reshape(N * C, K * P) @ U_top).reshape(N, C, Q)
+                t = torch.zeros(N, C, Q, dtype=a.dtype, device=a.device)
+                for e in range(self.num_elements):
+                    c_e = torch.einsum("pc,kpq->ckq", W_top[e], U_top)  # [C, K, Q]
+                    t_e = torch.bmm(a_c, c_e).transpose(0, 1)  # [N, C, Q]
+                    t = t_e if self.num_elements == 1 else t + t_e * (element == e).to(a.dtype).view(N, 1, 1)
             for n in range(nu - 1, 0, -1):
-                U_n = getattr(self, f"U_{o}_{n}").to(x.dtype)  # [P_n, M*K^n]
+                U_n = getattr(self, f"U_{o}_{n}").to(a.dtype)  # [P_n, M*K^n]
                 w_n = self.weight(o, n)[element].transpose(1, 2)  # [N, C, P_n]
                 if U_n.shape[0] > 0:
                     t = t + (w_n.reshape(N * C, -1) @ U_n).reshape(N, C, -1)
                 t = (t.reshape(N, C, M * K ** (n - 1), K) * a.unsqueeze(2)).sum(-1)
             outs.append(t.reshape(N, C * M))
+        return torch.cat(outs, dim=-1)
+
+    def _monomial(self, a: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
+        """Distinct monomials of ``A`` times the stacked basis ``G``, then the atom's weights."""
+        N, C, _ = a.shape
+        # monomials stored monomial-major ([n_mono, N*C]) so that gathers and their backward act on whole rows
+        a_t = a.permute(2, 0, 1).reshape(self.K, N * C)
+        monos = [a_t]
+        current = a_t
+        for nu in range(2, self.correlation + 1):
+            parent = getattr(self, f"parent_{nu}")
+            last = getattr(self, f"last_{nu}")
+            current = current.index_select(0, parent) * a_t.index_select(0, last)
+            monos.append(current)
+        mono = torch.cat(monos, dim=0)  # [n_mono, N*C]
+        outs = []
+        for o, M in enumerate(self.out_dims):
+            G = getattr(self, f"G_{o}").to(a.dtype)  # [n_mono, M*P]
+            B = (G.T @ mono).reshape(M, -1, N, C)  # [M, P_total, N, C]
+            W = torch.cat([self.weight(o, nu) for nu in range(1, self.correlation + 1)], dim=1)  # [E, P, C]
+            if self.num_elements == 1:
+                out = (B * W[0].unsqueeze(1)).sum(1)  # [M, N, C]
+            else:
+                out = (B * W[element].permute(1, 0, 2)).sum(1)
+            outs.append(out.permute(1, 2, 0).reshape(N, C * M))
         return torch.cat(outs, dim=-1)

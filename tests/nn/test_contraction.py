@@ -75,13 +75,14 @@ def test_spans_mace_bases():
             assert resid < 1e-12
 
 
+@pytest.mark.parametrize("strategy", ["horner", "features", "monomial"])
 @pytest.mark.parametrize("correlation,num_elements", [(1, 2), (2, 3), (3, 2), (3, 20), (4, 1)])
-def test_contraction_matches_brute_force(correlation, num_elements):
+def test_contraction_matches_brute_force(correlation, num_elements, strategy):
     torch.manual_seed(1)
     C = 3
     irreps_in = o3.Irreps(f"{C}x0e + {C}x1o + {C}x2e")
     irreps_out = o3.Irreps(f"{C}x0e + {C}x1o")
-    sc = SymmetricContraction(irreps_in, irreps_out, correlation, num_elements).double()
+    sc = SymmetricContraction(irreps_in, irreps_out, correlation, num_elements, strategy=strategy).double()
     N = 7
     x = torch.randn(N, irreps_in.dim, dtype=torch.float64)
     element = torch.randint(0, num_elements, (N,))
@@ -108,6 +109,7 @@ def test_contraction_equivariant():
     irreps_in = o3.Irreps("4x0e + 4x1o + 4x2e + 4x3o")
     irreps_out = o3.Irreps("4x0e + 4x1o + 4x2e")
     sc = SymmetricContraction(irreps_in, irreps_out, 3, 2).double()
+    assert sc.strategy == "monomial"
     x = torch.randn(5, irreps_in.dim, dtype=torch.float64)
     el = torch.tensor([0, 1, 1, 0, 1])
     angles = _random_angles(5)
