@@ -27,6 +27,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -221,7 +222,7 @@ def mace_worker(spec_path: str) -> None:
     for dtype_name in spec["dtypes"]:
         dtype = getattr(torch, dtype_name)
         torch.set_default_dtype(dtype)
-        m = model.to(device=device, dtype=dtype).eval()
+        m = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
         for p in m.parameters():
             p.requires_grad_(False)
         for system, path in spec["systems"].items():
@@ -235,9 +236,10 @@ def mace_worker(spec_path: str) -> None:
             def call() -> None:
                 out = m(batch, compute_force=True, training=False)
                 energy["e"] = float(out["energy"][0])
+                energy["f"] = out["forces"].detach().cpu().double().numpy().tolist()
 
             timing = time_calls(call, spec["repeats"], spec["warmup"], device)
-            results.append({"system": system, "dtype": dtype_name, "energy": energy["e"], **timing})
+            results.append({"system": system, "dtype": dtype_name, "energy": energy["e"], "forces": energy["f"], **timing})
     (out_dir / "mace_timings.json").write_text(json.dumps(results, indent=1))
 
 
@@ -289,11 +291,14 @@ def bench_mlip(model, atoms, dtype: str, mode: str, backend: str, args) -> dict[
     def call() -> None:
         out = calc.evaluate(batch, compute_stress=False)
         energy["e"] = float(out["energy"][0])
+        energy["f"] = out["forces"]
 
     timing = time_calls(call, args.repeats, 2, args.device)
+    forces = energy["f"].detach().cpu().double().numpy()
     if args.profile:
         profile_calls(call, args.device, f"{len(atoms)} atoms, {dtype}, {backend}, {mode}")
-    return {"energy": energy["e"], "edges": int(batch["edge_index"].shape[1]), "periodic": periodic, **timing}
+    return {"energy": energy["e"], "forces": forces, "edges": int(batch["edge_index"].shape[1]),
+            "periodic": periodic, **timing}
 
 
 def profile_calls(call, device: str, label: str, rows: int = 12) -> None:
@@ -356,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                     for backend in args.backends:
                         for mode in args.modes:
                             result = bench_mlip(model, atoms, dtype, mode, backend, args)
+                            forces = result.pop("forces", None)
                             row = {"system": name, "atoms": len(atoms), "model": model_name, "weights": origin,
                                    "dtype": dtype, "backend": backend, "mode": mode, **result}
                             if mace is not None:
@@ -363,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                                 row["mace_peak_mib"] = mace["peak_mib"]
                                 if "energy" in result:
                                     row["energy_diff"] = abs(result["energy"] - mace["energy"])
+                                    row["force_diff"] = float(np.abs(forces - np.array(mace["forces"])).max())
                             rows.append(row)
                             print_row(row)
                             sys.stdout.flush()
@@ -388,18 +395,18 @@ def print_row(row: dict[str, Any]) -> None:
 
 def markdown_table(rows: list[dict[str, Any]], device: str) -> str:
     head = ("| system | atoms | model | dtype | backend | mode | ms / call | atom-steps/s | peak MiB | "
-            "mace-torch ms | speed-up vs mace | warm-up s | abs. energy diff. vs mace (eV) |")
+            "mace-torch ms | speed-up vs mace | warm-up s | dE vs mace (eV) | max dF vs mace (eV/A) |")
     lines = [f"Device: {device}. ms per energy+forces call (median), neighbour list excluded.", "", head,
              "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['system']} | {r['atoms']} | {r['model']} | {r['dtype']} | {r['backend']} | {r['mode']} "
-                         f"| n/a | | | | | | |")
+                         f"| n/a | | | | | | | |")
             continue
         mace = r.get("mace_ms")
         mace_ms = "" if mace is None else f"{mace:.2f}"
         speedup = "" if mace is None else f"{mace / r['ms']:.2f}x"
-        diff = f"{r['energy_diff']:.1e}" if "energy_diff" in r else ""
+        diff = f"{r['energy_diff']:.1e} | {r['force_diff']:.1e}" if "energy_diff" in r else " | "
         lines.append(
             f"| {r['system']} | {r['atoms']} | {r['model']} | {r['dtype']} | {r['backend']} | {r['mode']} "
             f"| {r['ms']:.2f} | {r['atoms'] / r['ms'] * 1e3:.0f} | {r['peak_mib']:.0f} "
