@@ -19,5 +19,4 @@ def pair_model() -> MorsePairModel:
 
 @pytest.fixture(scope="module")
 def mace_model() -> torch.nn.Module:
-    pytest.importorskip("mlip.nn.model", reason="the MACE model (issue 3) is not available yet")
     return small_mace()
