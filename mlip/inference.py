@@ -8,8 +8,8 @@ and, with ``compute_stress``, ``stress``/``virials [B,3,3]``; units eV, eV/A, eV
   *energy* function is handed to ``torch.compile``; forces and stress are taken with
   ``torch.autograd.grad`` outside it. AOTAutograd traces the backward of the compiled region
   ahead of time, so the backward pass (the force computation) runs as a compiled inductor graph
-  too, and the whole energy+forces(+stress) evaluation is two compiled kernels-graphs with no
-  graph break. (Calling ``torch.autograd.grad`` *inside* the compiled function graph-breaks unless
+  too: the energy+forces(+stress) evaluation is one compiled forward graph and one compiled
+  backward graph, with no graph break. (Calling ``torch.autograd.grad`` *inside* the compiled function graph-breaks unless
   the global ``torch._dynamo.config.trace_autograd_ops`` is switched on, which library code must
   not do; see docs/inference.md.)
 
