@@ -37,6 +37,25 @@ def _files(default: Any = None) -> Any:
 
 
 @dataclass
+class TeaConfig:
+    """Total Energy Alignment of one data set onto the target level (docs/multifidelity.md).
+
+    Applied to every frame the head reads (train, valid, test, isolated atoms) before statistics."""
+
+    source_atoms: str | dict[str, float] | None = None
+    """Isolated-atom energies of the data's level: a file of single-atom frames, a JSON file, an inline
+    ``H=-13.6,C=-1026.9`` string or a mapping."""
+    target_atoms: str | dict[str, float] | None = None
+    """Isolated-atom energies of the target level (same forms)."""
+    scale: float | None = None
+    """AEC scale a; ``1`` is ICEA. Fitted on ``pairs`` when null."""
+    pairs: list[str] | None = None
+    """Two files ``[source, target]`` with the same geometries at both levels (``file@:50`` selects frames)."""
+    keep_forces: bool = False
+    """Scale only the energies; keep forces and stress as computed."""
+
+
+@dataclass
 class HeadConfig:
     """One output head: its own files, label keys, E0s and loss weight.
 
@@ -56,6 +75,12 @@ class HeadConfig:
     weight: float = 1.0
     """Multiplies the loss of every frame of this head."""
     config_type_weights: dict[str, float] = field(default_factory=dict)
+    tea: TeaConfig | None = None
+    """Align this head's labels onto the target level (TEA/ICEA) as they are read."""
+    head: str | None = None
+    """Model head this data set is mapped to (default: its own name). Data sets mapped to one head are
+    merged: the E0s, keys and statistics of the first of them apply, and each set's ``weight`` multiplies
+    its frames' weights."""
 
 
 @dataclass
@@ -83,6 +108,8 @@ class DataConfig:
     """Seed of the random validation split (default: the top-level ``seed``)."""
     num_workers: int = 0
     """DataLoader worker processes for on-disk (``.h5``, from ``mlip-preprocess``) training data."""
+    tea: TeaConfig | None = None
+    """TEA block of the single ``Default`` head (with ``heads``, give it per head)."""
 
 
 def _model_section() -> type:
@@ -183,6 +210,48 @@ class CheckpointConfig:
 
 
 @dataclass
+class ReplayConfig:
+    """Replay set for the pretraining head (multi-head fine-tuning, MACE-MP-0 App. C / MACE-MH-1)."""
+
+    data: list[str] | None = _files()
+    """Pretraining data file(s) the replay frames are drawn from (labels of the pretraining level)."""
+    selection: Literal["random", "elements", "fps"] = "elements"
+    """``random`` (any frame), ``elements`` (frames sharing >= 2 elements with the new data, then random),
+    ``fps`` (element filter, then farthest-point sampling on the pretrained model's descriptors)."""
+    size: int | None = None
+    """Requested number of replay frames (null: as many as the ratio guard allows)."""
+    ratio: float = 1.0
+    """Ratio guard: at most ``max(minimum, floor(ratio * n_new_train))`` replay frames."""
+    minimum: int = 16
+    weight: float = 1.0
+    """Loss weight of the pretraining (replay) head."""
+    energy_key: str | None = None
+    forces_key: str | None = None
+    stress_key: str | None = None
+    virials_key: str | None = None
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tuning from a pretrained model file (mlip.train.finetune, docs/multifidelity.md)."""
+
+    from_model: str | None = field(default=None, metadata=_FILE)
+    """The pretrained model file; its architecture replaces the ``model`` section."""
+    mode: Literal["multihead_replay", "naive"] = "multihead_replay"
+    pretrained_head: str | None = None
+    """Head of the pretrained model to start from (default: its only head, or ``Default``)."""
+    replay_head: str | None = None
+    """Name of the replay head in the new model (default: ``pretrained_head``, or ``pt_head`` when a data
+    head has that name)."""
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    freeze: list[str] = field(default_factory=list)
+    """Parameter groups (name prefixes) to freeze: ``node_embedding``, ``radial_embedding``,
+    ``interactions``, ``products``, ``readouts`` or a finer prefix such as ``interactions.0``."""
+    default_head: str | None = None
+    """Head used at inference when none is asked for (default: the first data head)."""
+
+
+@dataclass
 class Config:
     """The whole training configuration."""
 
@@ -201,6 +270,8 @@ class Config:
     seed: int = 1
     distributed: bool = False
     """Data-parallel training with torch.distributed (implied under torchrun; see docs/scale-out.md)."""
+    finetune: FinetuneConfig | None = None
+    """Fine-tune a pretrained model file (multi-head replay or naive); see docs/multifidelity.md."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON serialisable)."""
@@ -413,6 +484,7 @@ def _validate(cfg: Config) -> None:
                     f"config key '{prefix}.e0s': expected 'isolated', 'fit', a mapping or a file; "
                     f"file not found: {e0s}{choices}"
                 )
+    _validate_tea_finetune(cfg)
     t = cfg.train
     for key in ("max_epochs", "batch_size", "eval_interval"):
         if getattr(t, key) < 1:
@@ -425,6 +497,52 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'optimiser.betas': expected two numbers, got {cfg.optimiser.betas}")
     if not 0.0 < cfg.ema.decay < 1.0:
         raise ConfigError(f"config key 'ema.decay': must be in (0, 1), got {cfg.ema.decay}")
+
+
+def _validate_tea_finetune(cfg: Config) -> None:
+    """Checks of the ``tea`` blocks and the ``finetune`` block."""
+    d = cfg.data
+    blocks = [("data.tea", d.tea)] + [(f"data.heads.{n}.tea", h.tea) for n, h in d.heads.items()]
+    for where, tea in blocks:
+        if tea is None:
+            continue
+        if tea.source_atoms is None or tea.target_atoms is None:
+            raise ConfigError(f"config key '{where}': needs both 'source_atoms' and 'target_atoms'")
+        if tea.scale is None and not tea.pairs:
+            raise ConfigError(f"config key '{where}': needs 'scale' (1 = ICEA) or 'pairs' to fit it")
+        if tea.pairs is not None and len(tea.pairs) != 2:
+            raise ConfigError(f"config key '{where}.pairs': expected two files [source, target]")
+    if d.tea is not None and d.heads:
+        raise ConfigError("config key 'data.tea': with 'data.heads' give the tea block per head")
+    ft = cfg.finetune
+    if ft is None:
+        return
+    if not ft.from_model:
+        raise ConfigError("config key 'finetune.from_model': no pretrained model file given")
+    r = ft.replay
+    if ft.mode == "multihead_replay" and not r.data:
+        raise ConfigError(
+            "config key 'finetune.replay.data': multihead_replay needs the pretraining data to draw the "
+            "replay set from (or set finetune.mode: naive for fine-tuning without replay)"
+        )
+    if ft.mode == "naive" and r.data:
+        raise ConfigError("config key 'finetune.replay.data': naive fine-tuning uses no replay; remove it "
+                          "or set finetune.mode: multihead_replay")
+    if ft.mode == "naive" and len(d.heads) > 1:
+        raise ConfigError("config key 'finetune.mode': naive fine-tuning trains a single head; "
+                          "declare at most one data head")
+    if r.size is not None and r.size < 1:
+        raise ConfigError(f"config key 'finetune.replay.size': must be >= 1, got {r.size}")
+    if r.ratio < 0 or r.minimum < 0 or r.weight < 0:
+        raise ConfigError("config key 'finetune.replay': ratio, minimum and weight must be >= 0")
+    if is_ondisk_paths(d):
+        raise ConfigError("config key 'finetune': fine-tuning reads extended XYZ data, not on-disk .h5 files")
+
+
+def is_ondisk_paths(d: DataConfig) -> bool:
+    """True when any training file is an on-disk ``.h5`` file."""
+    files = list(d.train or []) + [f for h in d.heads.values() for f in (h.train or [])]
+    return any(str(f).endswith((".h5", ".hdf5")) for f in files)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -102,14 +102,16 @@ def _head_specs(cfg: Config) -> dict[str, HeadConfig]:
             isolated_atoms=h.isolated_atoms or d.isolated_atoms,
             weight=h.weight,
             config_type_weights={**d.config_type_weights, **h.config_type_weights},
+            tea=h.tea if h.tea is not None else (None if d.heads else d.tea),
+            head=h.head,
         )
     return out
 
 
-def _read(files: Sequence[str] | None, spec: HeadConfig, head: str) -> list[Configuration]:
+def _read(files: Sequence[str] | None, spec: HeadConfig, head: str, align: Any = None) -> list[Configuration]:
     configs: list[Configuration] = []
     for path in files or []:
-        configs += read_configurations(
+        part = read_configurations(
             path,
             energy_key=spec.energy_key or "energy",
             forces_key=spec.forces_key or "forces",
@@ -117,6 +119,7 @@ def _read(files: Sequence[str] | None, spec: HeadConfig, head: str) -> list[Conf
             virials_key=spec.virials_key or "virials",
             head=head,
         )
+        configs += align(part, path) if align is not None else part  # the head's tea: block
     for c in configs:
         if c.config_type in spec.config_type_weights:
             c.weight *= spec.config_type_weights[c.config_type]
@@ -129,21 +132,30 @@ def load_datasets(cfg: Config, log: Any = print) -> dict[str, HeadData]:
     split_seed = cfg.data.split_seed if cfg.data.split_seed is not None else cfg.seed
     for name, spec in _head_specs(cfg).items():
         hd = HeadData(name=name, spec=spec)
-        train = _read(spec.train, spec, name)
+        align = None
+        if spec.tea is not None:
+            from mlip.train.tea_block import TeaAligner
+
+            align = TeaAligner(spec.tea, name, spec.energy_key or "energy", log)
+        train = _read(spec.train, spec, name, align)
         if spec.e0s == "isolated":
             hd.isolated = [c for c in train if is_isolated_atom(c)]
             train = [c for c in train if not is_isolated_atom(c)]
             if spec.isolated_atoms:
-                hd.isolated += _read([spec.isolated_atoms], spec, name)
+                hd.isolated += _read([spec.isolated_atoms], spec, name, align)
         if spec.valid:
-            hd.valid = _read(spec.valid, spec, name)
+            hd.valid = _read(spec.valid, spec, name, align)
             hd.train = train
         else:
             hd.train, hd.valid = random_split(train, float(spec.valid_fraction or 0.0), split_seed)
-        hd.test = _read(spec.test, spec, name)
+        hd.test = _read(spec.test, spec, name, align)
         if not hd.train:
             raise DataError(f"head '{name}': no training frames in {', '.join(spec.train or [])}")
         heads[name] = hd
+    if any(hd.spec.head for hd in heads.values()):
+        from mlip.train.tea_block import merge_datasets
+
+        heads = merge_datasets(heads, HeadData, log)
     return heads
 
 
@@ -273,6 +285,7 @@ def train(cfg: Config, resume: bool = False, hooks: TrainerHooks | None = None, 
 
     t = cfg.train
     quiet = log if hooks.is_main else (lambda s: None)
+    finetune = None
     if is_ondisk_config(cfg):  # HDF5 files from mlip-preprocess: lazy graphs, stored statistics
         heads, hp, graphs, ctypes = ondisk_training_data(cfg, hooks.run_on_main, quiet)
         head_names = list(heads)
@@ -283,10 +296,17 @@ def train(cfg: Config, resume: bool = False, hooks: TrainerHooks | None = None, 
         )
     else:
         heads = load_datasets(cfg, log)
+        if cfg.finetune is not None:  # may add the replay head; hyper-parameters from the pretrained model
+            from mlip.train.finetune import prepare_finetune
+
+            finetune = prepare_finetune(cfg, heads, quiet)
         if hooks.is_main:
             log(data_summary(heads))
         check_label_coverage(cfg, heads, quiet)
-        hp = hooks.run_on_main(lambda: build_hparams(cfg, heads, quiet))
+        if finetune is not None:
+            hp = finetune.hparams
+        else:
+            hp = hooks.run_on_main(lambda: build_hparams(cfg, heads, quiet))
 
         head_names = list(heads)
         graphs = {s: [] for s in SPLITS}
@@ -302,6 +322,8 @@ def train(cfg: Config, resume: bool = False, hooks: TrainerHooks | None = None, 
             num_replicas=hooks.world_size, rank=hooks.rank,
         )
     model = build_model(hp, dtype=dtype).to(device)
+    if finetune is not None:  # pretrained weights, new heads from the pretrained readout, frozen groups
+        finetune.initialise(model)
     check_dtypes(model, dtype)
 
     vbs = t.valid_batch_size or t.batch_size
@@ -318,6 +340,8 @@ def train(cfg: Config, resume: bool = False, hooks: TrainerHooks | None = None, 
     ema = build_ema(model, cfg.ema)
 
     metadata = {"config": cfg.to_dict()}
+    if finetune is not None:
+        metadata["default_head"] = finetune.default_head
 
     def on_improve(m: torch.nn.Module, epoch: int) -> None:
         save_model(m, run_dir / "model.pt", metadata={**metadata, "epoch": epoch})
