@@ -105,8 +105,11 @@ def check_elements(numbers: np.ndarray, known: list[int]) -> None:
         raise DataError(f"atoms contain element(s) {names} unknown to the model; it knows {have}")
 
 
-def select_head(heads: list[str], head: str | None) -> int:
-    """Index of ``head`` in ``heads``; ``None`` picks the only head or ``"Default"``."""
+def select_head(heads: list[str], head: str | None, default: str | None = None) -> int:
+    """Index of ``head`` in ``heads``; ``None`` picks ``default`` (the model file's ``default_head``,
+    written by fine-tuning), else the only head or ``"Default"``."""
+    if head is None and default in heads:
+        return heads.index(default)
     if head is None:
         if len(heads) == 1:
             return 0
@@ -281,7 +284,8 @@ class MLIPCalculator(Calculator):
         self.dtype = DTYPES[dtype]
         self.model = prepare_model(model, self.device, self.dtype, backend)
         self.heads = list(self.model.heads)
-        self.head_index = select_head(self.heads, head)
+        default = getattr(self.model, "default_head", None) or getattr(model, "default_head", None)
+        self.head_index = select_head(self.heads, head, default)
         self.head = self.heads[self.head_index]
         self.elements = _model_elements(self.model)
         self.r_max = float(self.model.r_max)

@@ -113,4 +113,5 @@ def load_model(path: str | Path, device: str | torch.device | None = None, dtype
     if device is not None:
         model.to(device)
     model.eval()
+    model.default_head = (info.get("metadata") or {}).get("default_head")  # head used when none is asked for
     return model

@@ -108,11 +108,14 @@ def evaluate_file(
         raise DataError(f"--head {head}: the model has heads {', '.join(heads)}")
     if head is None and len(heads) == 1:
         head = heads[0]
+    default = getattr(model, "default_head", None)
     configs = read_configurations(
         data, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, head=head,
         allowed_numbers=[int(z) for z in model.atomic_numbers],
     )
     for i, c in enumerate(configs):
+        if c.head not in heads and default in heads:  # frames without a known head: the model's default
+            c.head = default
         if c.head not in heads:
             raise DataError(f"{data}: frame {i}: head '{c.head}' is not one of the model's heads "
                             f"({', '.join(heads)}); pass --head")

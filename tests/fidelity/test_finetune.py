@@ -287,13 +287,17 @@ def test_tiny_finetune_run_end_to_end(tmp_path):
     pool = _slice(ACAC / "test.xyz", tmp_path / "pool.xyz", 20)
     cfg = {"data": {"train": [str(new)], "valid_fraction": 0.25},
            "finetune": {"from_model": str(tmp_path / "pre.model"), "replay": {"data": [str(pool)], "selection": "fps",
-                        "minimum": 4, "weight": 0.5}, "freeze": ["interactions.0"], "default_head": "Default"},
+                        "minimum": 4, "weight": 0.5}, "freeze": ["interactions.0"], "default_head": "pt"},
            "train": {"max_epochs": 2, "batch_size": 4, "lr": 0.01, "progress": False, "plot": False},
            "output_dir": str(tmp_path / "run"), "device": "cpu", "seed": 1}
     path = train(config_from_dict(cfg), log=lambda s: None)
     info, state = read_model_info(path)
-    assert info["heads"] == ["Default", "pt"] and info["metadata"]["default_head"] == "Default"
+    assert info["heads"] == ["Default", "pt"] and info["metadata"]["default_head"] == "pt"
     model = load_model(path)
+    from mlip.calculator import MLIPCalculator, select_head
+
+    assert model.default_head == "pt" and MLIPCalculator(model).head == "pt"  # default head at inference
+    assert select_head(["a", "b"], None, "b") == 1 and select_head(["a", "b"], "a", "b") == 0
     old = pre.state_dict()
     for name, t in model.state_dict().items():  # frozen group unchanged, the rest trained
         if name.startswith("interactions.0."):
