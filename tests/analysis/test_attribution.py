@@ -62,8 +62,8 @@ def test_readout_completeness_and_no_self_energy():
     e0_sum = sum({1: -13.568, 6: -1026.854, 8: -2037.797}[int(z)] for z in numbers)
     assert res.eps.sum() == pytest.approx(float(out["energy"][0].detach()) - e0_sum, abs=1e-8)
     assert res.self_energy[0] == 0.0
-    # readout and attribution agree for a model that is a sum of gated edge terms only at the edges'
-    # first order; both are complete, and E(0) = sum E0 exactly for the readout model
+    # attribution on the same model: edge by edge it differs (gating also changes node features), but
+    # it is complete too and E(0) = sum E0 because every edge term of a readout model is gated
     att = edge_energies(model, batch, "attribution", nodes=16)
     assert att.self_energy[0] == pytest.approx(0.0, abs=1e-10)
     assert att.eps.sum() == pytest.approx(res.eps.sum(), abs=1e-8)
