@@ -94,6 +94,8 @@ def validate_hparams(hp: ModelHyperparameters) -> None:
         raise bad("correlation", f"need an int >= 1 or one per layer, got {hp.correlation}")
     if not hp.r_max > 0 or hp.num_bessel < 1 or hp.num_polynomial_cutoff < 1 or hp.max_ell < 0:
         raise bad("r_max/num_bessel/num_polynomial_cutoff/max_ell", "must be positive")
+    if hp.backend not in ("e3nn", "cueq"):
+        raise bad("backend", f"{hp.backend!r} is not e3nn or cueq")
 
 
 class MACE(torch.nn.Module):
@@ -176,6 +178,10 @@ class MACE(torch.nn.Module):
             bias = self.shift / (self.scale.clamp_min(1e-12) * max(float(hp.avg_num_neighbors), 1.0))
             with torch.no_grad():
                 self.edge_readout.mlp[-1].bias.copy_(bias.to(self.edge_readout.mlp[-1].bias.dtype))
+        if hp.backend != "e3nn":  # swap tensor products / linears (same parameters, mlip.nn.backends)
+            from mlip.nn.backends import apply_backend
+
+            apply_backend(self, hp.backend)
 
     def _apply(self, fn, recurse=True):  # .to()/.double()/.cuda(): keep coupling constants exact
         out = super()._apply(fn, recurse)
