@@ -2,6 +2,7 @@
 
     mlip-convert from-mace --hyperparameters H.json --state-dict S.npz -o model.pt
     mlip-convert from-mace --model file.model -o model.pt      (needs mace-torch installed)
+    mlip-convert backend --model in.pt --backend cueq -o out.pt  (e3nn <-> cuEquivariance, self-checked)
 """
 
 from __future__ import annotations
@@ -23,11 +24,21 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", help="mace-torch .model file (requires mace-torch importable)")
     m.add_argument("-o", "--output", required=True, help="output mlip model file")
     m.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="dtype of the written model")
+    b = sub.add_parser("backend", help="switch a model file between the e3nn and cueq backends (checked, lossless)")
+    b.add_argument("--model", required=True, help="input mlip model file")
+    b.add_argument("--backend", required=True, choices=["e3nn", "cueq"], help="backend of the written model")
+    b.add_argument("-o", "--output", required=True, help="output mlip model file")
     return p
 
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "backend":
+        from mlip.nn.backends import convert_model_file
+
+        diff = convert_model_file(args.model, args.output, args.backend)
+        print(f"wrote {args.output}: backend {args.backend}, checked against the source model (max rel. diff {diff:.1e})")
+        return 0
     from mlip.io.mace import convert_mace_files, convert_mace_model_file
     from mlip.io.model_file import save_model
 
