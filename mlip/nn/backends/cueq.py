@@ -49,6 +49,7 @@ import torch
 from e3nn import o3
 
 SCALE_RESIDUAL = 1e-12
+_NAIVE_CACHE: dict[tuple, torch.nn.Module] = {}
 BASIS_RESIDUAL = 1e-10
 
 
@@ -132,10 +133,17 @@ class _CueModule(torch.nn.Module):
 
     fast_method: str = "naive"
 
-    def _setup(self, make: Callable[[str, torch.dtype | None], torch.nn.Module], constants: dict[str, torch.Tensor]):
+    def _setup(
+        self, make: Callable[[str, torch.dtype | None], torch.nn.Module], constants: dict[str, torch.Tensor], sig: tuple
+    ):
         self._make = make
         self._master = {k: v.detach().to("cpu", torch.float64) for k, v in constants.items()}
-        self._impl: dict[str, torch.nn.Module] = {"naive": make("naive", None)}
+        # the naive modules are stateless (float64 coefficients only) and slow to build (torch.fx + opt_einsum):
+        # one CPU instance per signature is shared; other devices get their own copy in _sync
+        key = (type(self).__name__,) + sig
+        if key not in _NAIVE_CACHE:
+            _NAIVE_CACHE[key] = make("naive", None)
+        self._impl: dict[str, torch.nn.Module] = {"naive": _NAIVE_CACHE[key]}
         self._impl_key: tuple = ()
         self.register_buffer("_ref", torch.zeros(0), persistent=False)
         self._sync()
@@ -143,7 +151,9 @@ class _CueModule(torch.nn.Module):
     def _sync(self) -> None:
         device, dtype = self._ref.device, self._ref.dtype
         self._const = {k: v.to(device=device, dtype=dtype) for k, v in self._master.items()}
-        self._impl["naive"] = self._impl["naive"].to(device)
+        naive = self._impl["naive"]
+        if any(b.device != device for b in naive.buffers()):
+            self._impl["naive"] = copy.deepcopy(naive).to(device)
         key = (device, dtype)
         if device.type == "cuda" and cuda_kernels_available() and self.fast_method != "naive":
             if self._impl_key != key:
@@ -210,7 +220,8 @@ class CueqLinear(_CueModule):
             return cuet.Linear(i, o, layout=cue.mul_ir, internal_weights=False, shared_weights=True,
                                method=method, math_dtype=math_dtype)
 
-        self._setup(make, {"scale": _linear_scale(str(self.irreps_in), str(self.irreps_out))})
+        self._setup(make, {"scale": _linear_scale(str(self.irreps_in), str(self.irreps_out))},
+                    (str(self.irreps_in), str(self.irreps_out)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight_numel == 0:
@@ -258,7 +269,7 @@ class CueqFullyConnected(_CueModule):
                                                     shared_weights=True, method=method, math_dtype=math_dtype)
 
         scale = _fctp_scale(str(self.irreps_in1), str(self.irreps_in2), str(self.irreps_out))
-        self._setup(make, {"scale": scale})
+        self._setup(make, {"scale": scale}, (str(self.irreps_in1), str(self.irreps_in2), str(self.irreps_out)))
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         return self.impl(x1)(x1, x2, weight=(self.weight * self._const["scale"]).unsqueeze(0))
@@ -324,7 +335,7 @@ class CueqConvolution(_CueModule):
         def make(method: str, math_dtype: torch.dtype | None) -> torch.nn.Module:
             return _channelwise_module(node, sh, target, method, math_dtype)
 
-        self._setup(make, {"scale": _channelwise_scale(node, sh, target)})
+        self._setup(make, {"scale": _channelwise_scale(node, sh, target)}, (node, sh, target))
 
     def path_slices(self) -> list[tuple[tuple[int, int, int], slice]]:
         """``((l1, l2, l3), slice)`` of every path's entries in the (e3nn-layout) weight vector."""
@@ -348,6 +359,7 @@ class CueqConvolution(_CueModule):
 
 
 # ----------------------------------------------------------------- symmetric contraction
+@functools.lru_cache(maxsize=None)
 def _sc_descriptor(irreps_in: str, irreps_out: str, correlation: int):
     cue, _ = _cue()
     return cue.descriptors.symmetric_contraction(cue_irreps(irreps_in), cue_irreps(irreps_out),
@@ -487,7 +499,7 @@ class CueqSymmetricContraction(_CueModule):
             mod.t_out = cuet.TransposeIrrepsLayout(e.outputs[0].irreps, source=e.outputs[0].layout, target=cue.mul_ir)
             return mod
 
-        self._setup(make, consts)
+        self._setup(make, consts, key)
 
     def weight(self, o: int, nu: int) -> torch.nn.Parameter:
         """Weights ``[num_elements, P, C]`` of output irrep ``o`` and order ``nu`` (our basis)."""
