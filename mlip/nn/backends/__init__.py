@@ -120,11 +120,16 @@ def convert_backend(model: torch.nn.Module, backend: str, check: bool = True) ->
     hp.backend = backend
     new = build_model(hp, dtype=torch.float64)
     state = model.state_dict()
-    try:
-        new.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise ModelFileError(f"backend conversion to {backend}: parameters do not match ({first})") from None
+    target = new.state_dict()
+    # e3nn's generated code may carry extra constants after a deepcopy (``_compiled_main*._tensor_constant*``);
+    # they are rebuilt by e3nn, everything else must match exactly
+    missing = sorted(set(target) - set(state))
+    unexpected = sorted(k for k in set(state) - set(target) if "._compiled_main" not in k)
+    bad_shape = sorted(k for k in target if k in state and state[k].shape != target[k].shape)
+    if missing or unexpected or bad_shape:
+        first = (missing + unexpected + bad_shape)[0]
+        raise ModelFileError(f"backend conversion to {backend}: parameters do not match (e.g. '{first}')")
+    new.load_state_dict({k: state[k] for k in target}, strict=True)
     new.to(device=device, dtype=dtype)
     refresh_wigner_buffers(new)
     new.train(model.training)
