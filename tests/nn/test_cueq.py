@@ -170,3 +170,18 @@ def test_unknown_backend_is_a_config_error(converted):
 
     with pytest.raises(ConfigError, match="backend"):
         build_model(ModelHyperparameters(atomic_numbers=[1, 8], backend="jax"))
+
+
+def test_calculator_backend(converted):
+    """MLIPCalculator(backend="cueq") converts on load (deep copy of the e3nn model) and gives the same results."""
+    from mlip.calculator import MLIPCalculator
+
+    model = converted("off_residual")
+    atoms = ase.io.read(FIXTURES / "off_residual" / "structures.xyz", "0")
+    results = []
+    for backend in ("e3nn", "cueq"):
+        atoms.calc = MLIPCalculator(model, dtype="float64", backend=backend)
+        results.append((atoms.get_potential_energy(), atoms.get_forces()))
+        assert atoms.calc.model.hparams.backend == backend
+    assert abs(results[0][0] - results[1][0]) < 1e-10
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=0, atol=1e-10)
