@@ -15,8 +15,8 @@ Evaluation (three strategies, the cheapest is picked at construction from weight
 * ``features``: the same Horner scheme with the top order as ``(A x W_{z_i}) @ U`` (one matmul);
 * ``monomial``: because ``U`` is symmetric, only the distinct monomials ``A_{j_1} .. A_{j_nu}`` with
 ``j_1 <= .. <= j_nu`` are needed (816 instead of 4096 for K = 16, nu = 3). They are built order by
-order (each monomial = a lower-order monomial times one more ``A``), multiplied by one matrix ``G``
-(the basis with each monomial's multiplicity folded in, all orders stacked) and contracted with the
+order (each monomial = a lower-order monomial times one more ``A``), multiplied order by order by a
+matrix ``G_nu`` (the basis with each monomial's multiplicity folded in) and contracted with the
 atom's weights; the cost does not depend on the number of elements.
 
 Neither has data-dependent control flow (``torch.compile`` traces both).
@@ -111,23 +111,25 @@ class SymmetricContraction(torch.nn.Module):
                 w = torch.randn(num_elements, P, self.num_channels) / max(P, 1)
                 self.weights.append(torch.nn.Parameter(w))
             self.num_params.append(counts)
-            M = ir.dim
-            P_total = sum(counts)
-            G = torch.zeros(self.num_monomials, M, P_total, dtype=torch.float64)
-            row = col = 0
-            for nu, block in enumerate(blocks):
+            # per order nu: G_{o}_{nu} = [n_mono_nu, M * P_nu] (the stacked basis is block diagonal in
+            # (order, parameter), so each order's monomials only meet that order's parameters)
+            for nu, block in enumerate(blocks, start=1):
                 n_mono, P = block.shape[1], block.shape[2]
-                G[row : row + n_mono, :, col : col + P] = block.permute(1, 0, 2)
-                row += n_mono
-                col += P
-            self.register_buffer(f"G_{o}", G.reshape(self.num_monomials, M * P_total), persistent=False)
+                g = block.permute(1, 0, 2).reshape(n_mono, ir.dim * P)
+                self.register_buffer(f"G_{o}_{nu}", g.contiguous(), persistent=False)
         # strategy (operation counts weighted by measured CPU costs; all give the same numbers):
         # "horner": per-element Horner (few weight sets), "features": features-first Horner, "monomial".
         if strategy == "auto":
             cost = {
                 "horner": 6 * num_elements * sum(M * K**correlation for M in self.out_dims),
                 "features": sum(M * K**correlation * c[-1] for M, c in zip(self.out_dims, self.num_params)),
-                "monomial": 2 * self.num_monomials * (17 + sum(M * sum(c) for M, c in zip(self.out_dims, self.num_params))),
+                "monomial": 2 * (
+                    17 * self.num_monomials
+                    + sum(
+                        M * sum(len(combos_by_order[nu]) * P for nu, P in enumerate(c))
+                        for M, c in zip(self.out_dims, self.num_params)
+                    )
+                ),
             }
             strategy = min(cost, key=cost.get)
         if strategy not in ("horner", "features", "monomial"):
@@ -208,15 +210,24 @@ class SymmetricContraction(torch.nn.Module):
             last = getattr(self, f"last_{nu}")
             current = current.index_select(0, parent) * a_t.index_select(0, last)
             monos.append(current)
-        mono = torch.cat(monos, dim=0)  # [n_mono, N*C]
+        # one matmul per order (no concatenation of the monomials: its backward and double backward
+        # would allocate and fill zero tensors of the full [n_mono, N*C] size)
         outs = []
         for o, M in enumerate(self.out_dims):
-            G = getattr(self, f"G_{o}").to(a.dtype)  # [n_mono, M*P]
-            B = (G.T @ mono).reshape(M, -1, N, C)  # [M, P_total, N, C]
-            W = torch.cat([self.weight(o, nu) for nu in range(1, self.correlation + 1)], dim=1)  # [E, P, C]
-            if self.num_elements == 1:
-                out = (B * W[0].unsqueeze(1)).sum(1)  # [M, N, C]
-            else:
-                out = (B * W[element].permute(1, 0, 2)).sum(1)
+            out = None
+            for nu, m in enumerate(monos, start=1):
+                P = self.num_params[o][nu - 1]
+                if P == 0:
+                    continue
+                G = getattr(self, f"G_{o}_{nu}").to(a.dtype)  # [n_mono_nu, M*P_nu]
+                B = (G.T @ m).reshape(M, P, N, C)
+                W = self.weight(o, nu)  # [E, P_nu, C]
+                if self.num_elements == 1:
+                    part = (B * W[0].unsqueeze(1)).sum(1)  # [M, N, C]
+                else:
+                    part = (B * W[element].permute(1, 0, 2)).sum(1)
+                out = part if out is None else out + part
+            if out is None:
+                out = a.new_zeros(M, N, C)
             outs.append(out.permute(1, 2, 0).reshape(N, C * M))
         return torch.cat(outs, dim=-1)
