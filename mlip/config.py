@@ -333,55 +333,6 @@ def _coerce(value: Any, tp: Any, path: str, is_file: bool = False) -> Any:
             if type(None) in args:
                 return None
             raise ConfigError(f"config key '{path}': must not be null (expected {_type_name(tp)})")
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, path, is_file)
-            except ConfigError as err:
-                errors.append((arg, err))
-        # a structural error inside a matching container (unknown nested key, missing file) is more useful
-        for arg, err in errors:
-            container = typing.get_origin(arg) or arg
-            if (isinstance(value, dict) and (container is dict or dataclasses.is_dataclass(arg))) or (
-                isinstance(value, (list, str)) and container is list
-            ) or (isinstance(value, str) and arg is str and is_file):
-                raise err
-        raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is list:
-        return f"list of {_type_name(typing.get_args(tp)[0])}"
-    if origin is dict:
-        return f"mapping of {_type_name(typing.get_args(tp)[1])}"
-    if tp is type(None):
-        return "null"
-    if dataclasses.is_dataclass(tp):
-        return "mapping"
-    return getattr(tp, "__name__", str(tp))
-
-
-class _Mismatch(Exception):
-    pass
-
-
-def _suggest(name: str, options: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _coerce(value: Any, tp: Any, path: str, is_file: bool = False) -> Any:
-    """Check ``value`` against the type ``tp`` and return the converted value; raise ConfigError."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"config key '{path}': must not be null (expected {_type_name(tp)})")
         # a single file given where a list is expected: accept and wrap
         errors = []
         for arg in args:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from mlip.data.graph import EDGE_KEYS, GRAPH_KEYS, NODE_KEYS, graph_sizes
+from mlip.data.graph import GRAPH_KEYS, NODE_KEYS, graph_sizes
 
 _LONG_KEYS = {"numbers", "edge_index", "head", "batch", "ptr"}
 _BOOL_KEYS = {"pbc", "has_energy", "has_forces", "has_stress", "has_virials"}
@@ -36,7 +36,7 @@ def collate(graphs: Sequence[dict[str, np.ndarray]], dtype: torch.dtype = torch.
     if len(graphs) == 0:
         raise ValueError("cannot collate an empty list of graphs")
     sizes = np.array([graph_sizes(g) for g in graphs], dtype=np.int64).reshape(-1, 2)
-    n_atoms, n_edges = sizes[:, 0], sizes[:, 1]
+    n_atoms = sizes[:, 0]
     ptr = np.concatenate([[0], np.cumsum(n_atoms)])
     out: dict[str, np.ndarray] = {}
     for key in NODE_KEYS:

@@ -22,7 +22,7 @@ import numpy as np
 
 from mlip.data.configuration import PROPERTIES, Configuration
 from mlip.data.neighbors import neighbor_list
-from mlip.errors import DataError, MLIPError, frame_error
+from mlip.errors import MLIPError, frame_error
 
 ISOLATED_ATOM_TYPES = ("IsolatedAtom", "isolated_atom")
 """``config_type`` values that mark an isolated-atom (E0) frame."""
