@@ -36,6 +36,25 @@ def _dtype_name(model: torch.nn.Module) -> str:
     return "float64"
 
 
+def _portable_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop e3nn's derived fx constants (``..._tensor_constantN``).
+
+    e3nn's code-generated tensor products may register extra constant buffers when a module is
+    deep-copied or traced; they are rebuilt from the irreps at construction, so they are not part of a
+    model's state, and keeping them would make a copy's file unloadable (strict key matching).
+    """
+    return {k: v for k, v in state.items() if "._tensor_constant" not in k}
+
+
+def _load_state(model: MACE, state: dict[str, torch.Tensor]) -> None:
+    """``load_state_dict`` that is strict about every key except e3nn's derived fx constants."""
+    expected = set(_portable_state(model.state_dict()))
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise KeyError(f"missing keys {missing[:3]}, unexpected keys {unexpected[:3]}")
+    model.load_state_dict(state, strict=False)
+
+
 def save_model(model: MACE, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
     """Write ``model`` to ``path`` atomically (tensors moved to CPU)."""
     path = Path(path)
@@ -54,7 +73,7 @@ def save_model(model: MACE, path: str | Path, metadata: dict[str, Any] | None = 
         text = json.dumps(info)
     except TypeError as err:
         raise ModelFileError(f"{path}: metadata is not JSON-serialisable: {err}") from None
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().clone() for k, v in _portable_state(model.state_dict()).items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -104,7 +123,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None, dtype
     stored = _DTYPES.get(info.get("dtype", "float64"), torch.float64)
     try:
         model = build_model(hp, dtype=torch.float64)
-        model.load_state_dict(state, strict=True)
+        _load_state(model, _portable_state(state))
     except (RuntimeError, ValueError, KeyError, NotImplementedError) as err:
         first = str(err).strip().splitlines()[0]
         raise ModelFileError(f"{path}: tensors do not match the hyper-parameters ({first})") from None

@@ -48,6 +48,25 @@ def test_round_trip(tmp_path, name):
     assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temporary file
 
 
+def test_deep_copied_model_saves_and_loads(tmp_path):
+    """A deep copy (as EMA or the calculator make) gains e3nn fx constants; its file must still load."""
+    import copy
+
+    model = small_model("nonlinear_two_heads")
+    twin = copy.deepcopy(model)
+    twin(_batch(twin))  # run once, as a trained copy would have been
+    save_model(twin, tmp_path / "copy.pt")
+    loaded = load_model(tmp_path / "copy.pt")
+    a, b = model(_batch(model)), loaded(_batch(model))
+    assert torch.equal(a["energy"], b["energy"]) and torch.equal(a["forces"], b["forces"])
+    # a key that is really missing is still refused
+    _, state = read_model_info(tmp_path / "copy.pt")
+    state.pop(next(iter(state)))
+    torch.save({"mlip_model": json.dumps(read_model_info(tmp_path / "copy.pt")[0]), "state_dict": state}, tmp_path / "bad.pt")
+    with pytest.raises(ModelFileError, match="missing keys"):
+        load_model(tmp_path / "bad.pt")
+
+
 def test_load_as_float32(tmp_path):
     model = small_model("residual")
     save_model(model, tmp_path / "m.pt")
