@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -161,7 +162,10 @@ def main() -> None:
         for fw, py in (("mlip", sys.executable), ("mace", args.mace_python)):
             cmd = [py, __file__, "--worker", fw, "--steps", str(args.steps), "--warmup", str(args.warmup),
                    "--batch-size", str(args.batch_size), "--profile", "0"]
-            res = subprocess.run(cmd, capture_output=True, text=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+            env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+            if fw == "mace":  # e3nn 0.4.4 reads its own constants.pt with a plain torch.load (torch >= 2.6 default changed)
+                env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
+            res = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if res.returncode != 0:
                 raise SystemExit(f"{fw} worker failed:\n{res.stderr[-3000:]}")
             ms = json.loads(res.stdout.strip().splitlines()[-1])["ms_per_step"]
