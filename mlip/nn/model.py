@@ -272,8 +272,10 @@ class MACE(torch.nn.Module):
                 edge_energy = edge_energy * edge_gate
             edge_energy = self.scale.to(dtype)[edge_head] * edge_energy
             node_inter = node_inter.index_add(0, receiver, edge_energy)
-        inter_e = torch.zeros(num_graphs, dtype=dtype, device=positions.device).index_add(0, node_graph, node_inter)
-        e0 = torch.zeros(num_graphs, dtype=dtype, device=positions.device).index_add(0, node_graph, node_e0)
+        # Per-graph sums with scatter_add, not index_add: torch 2.13's inductor fails to generate
+        # multi-threaded C++ for a 1-D index_add into a size-1 output (one graph, as in the calculator).
+        inter_e = torch.zeros(num_graphs, dtype=dtype, device=positions.device).scatter_add(0, node_graph, node_inter)
+        e0 = torch.zeros(num_graphs, dtype=dtype, device=positions.device).scatter_add(0, node_graph, node_e0)
         out: dict[str, torch.Tensor] = {
             "energy": e0 + inter_e,
             "node_energy": node_e0 + node_inter,
