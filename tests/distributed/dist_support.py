@@ -17,6 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 ACAC = REPO / "data" / "acac"
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 
+sys.path.insert(0, str(REPO / "tests" / "train"))
+from train_support import slice_xyz  # noqa: E402,F401  (one copy of the xyz slicer)
+
 TINY_MODEL = {
     "hidden_irreps": "4x0e + 4x1o", "max_ell": 1, "correlation": 2, "num_interactions": 1,
     "r_max": 4.0, "num_bessel": 4, "radial_mlp": [8], "mlp_irreps": "4x0e",
@@ -27,20 +30,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def slice_xyz(src: Path, dst: Path, n: int, start: int = 0) -> Path:
-    """Frames ``start .. start+n-1`` of an extended XYZ file (plain text slicing)."""
-    lines = src.read_text().splitlines(keepends=True)
-    out, i, frame = [], 0, 0
-    while i < len(lines) and frame < start + n:
-        count = int(lines[i].split()[0])
-        if frame >= start:
-            out.extend(lines[i: i + count + 2])
-        i += count + 2
-        frame += 1
-    dst.write_text("".join(out))
-    return dst
 
 
 def acac_files(tmp: Path, n_train: int = 16, n_valid: int = 6) -> dict[str, Path]:
