@@ -271,9 +271,10 @@ class MACE(torch.nn.Module):
             if edge_gate is not None:
                 edge_energy = edge_energy * edge_gate
             edge_energy = self.scale.to(dtype)[edge_head] * edge_energy
-            node_inter = node_inter.index_add(0, receiver, edge_energy)
-        # Per-graph sums with scatter_add, not index_add: torch 2.13's inductor fails to generate
-        # multi-threaded C++ for a 1-D index_add into a size-1 output (one graph, as in the calculator).
+            node_inter = node_inter.scatter_add(0, receiver, edge_energy)
+        # 1-D sums (edges into atoms above, atoms into graphs here) use scatter_add, not index_add:
+        # torch 2.13's inductor fails to generate multi-threaded C++ for a 1-D index_add into a
+        # size-1 output (one graph, as in the calculator; one atom in a periodic cell).
         inter_e = torch.zeros(num_graphs, dtype=dtype, device=positions.device).scatter_add(0, node_graph, node_inter)
         e0 = torch.zeros(num_graphs, dtype=dtype, device=positions.device).scatter_add(0, node_graph, node_e0)
         out: dict[str, torch.Tensor] = {

@@ -55,5 +55,7 @@ class ZBL(torch.nn.Module):
         e = self.edge_energy(lengths, z_s, z_r)
         if edge_gate is not None:
             e = e * edge_gate
+        # scatter_add, not a 1-D index_add: torch 2.13's multi-threaded inductor C++ fails on a
+        # 1-D index_add into a size-1 output (a one-atom periodic cell), see docs/inference.md.
         out = torch.zeros(num_nodes, dtype=e.dtype, device=e.device)
-        return out.index_add(0, receiver, e)
+        return out.scatter_add(0, receiver, e)
