@@ -132,6 +132,39 @@ def _mark_dynamic(batch: dict[str, torch.Tensor]) -> None:
             torch._dynamo.maybe_mark_dynamic(batch[key], dim)
 
 
+def _mm_without_size_guard(self: torch.Tensor, other: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    """Inductor's ``aten.mm`` decomposition, except for CPU outer products of symbolic size.
+
+    On CPU inductor rewrites ``[M, 1] @ [1, P]`` as ``self * other`` only while
+    ``M + P <= 32``, and with a symbolic ``M`` (atoms, edges) that test becomes a shape guard
+    (``N + 16 <= 32`` for the backward of a 16 -> 1 readout layer), so the graph compiled for
+    one system size is recompiled for the other side of the bound. Here such an ``mm`` stays an
+    ``mm`` for every size (``NotImplemented`` = no decomposition; numerically the same outer product).
+    """
+    from torch._inductor import decomposition
+    from torch.fx.experimental.symbolic_shapes import is_concrete_int, statically_known_true
+
+    if (
+        self.device.type == "cpu"
+        and statically_known_true(self.size(-1) == 1)
+        and not all(is_concrete_int(size) for size in (*self.shape, *other.shape))
+    ):
+        return NotImplemented
+    return decomposition.mm(self, other, *args, **kwargs)  # inductor's own (its table entry)
+
+
+def inductor_decompositions() -> dict[Any, Callable[..., Any]]:
+    """Inductor's decomposition table with :func:`_mm_without_size_guard` for ``aten.mm``.
+
+    Passed per compilation (``compile_fx(..., decompositions=...)``); no global config is changed.
+    """
+    from torch._inductor.decomposition import select_decomp_table
+
+    table = dict(select_decomp_table())
+    table[torch.ops.aten.mm.default] = _mm_without_size_guard
+    return table
+
+
 class CompiledPotential:
     """A ``torch.compile``'d energy + forces (+ stress) evaluator of one model.
 
@@ -158,7 +191,9 @@ class CompiledPotential:
             from torch._inductor.compile_fx import compile_fx
 
             patches = list_mode_options(mode) if mode else None
-            inner: Callable[..., Any] = lambda gm, inputs: compile_fx(gm, inputs, config_patches=patches)  # noqa: E731
+            inner: Callable[..., Any] = lambda gm, inputs: compile_fx(  # noqa: E731
+                gm, inputs, config_patches=patches, decompositions=inductor_decompositions()
+            )
         else:
             inner = torch._dynamo.lookup_backend(backend)
         self._inner_backend = inner

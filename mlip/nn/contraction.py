@@ -192,7 +192,14 @@ class SymmetricContraction(torch.nn.Module):
             for n in range(nu - 1, 0, -1):
                 U_n = getattr(self, f"U_{o}_{n}").to(a.dtype)  # [P_n, M*K^n]
                 w_n = self.weight(o, n)[element].transpose(1, 2)  # [N, C, P_n]
-                if U_n.shape[0] > 0:
+                if U_n.shape[0] == 1:
+                    # One path (P_n = 1, e.g. order 1): an outer product, written as a broadcast
+                    # product (bitwise equal to the [N*C, 1] @ [1, M*K^n] matmul). torch.compile:
+                    # inductor's CPU decomposition of a matmul with inner size 1 guards on
+                    # ``N*C + M*K^n <= 32``, which bounds the atom count of the compiled graph
+                    # (e.g. N <= 10) and forces a recompile for larger systems, see docs/inference.md.
+                    t = t + w_n * U_n.reshape(1, 1, -1)
+                elif U_n.shape[0] > 1:
                     t = t + (w_n.reshape(N * C, -1) @ U_n).reshape(N, C, -1)
                 t = (t.reshape(N, C, M * K ** (n - 1), K) * a.unsqueeze(2)).sum(-1)
             outs.append(t.reshape(N, C * M))
