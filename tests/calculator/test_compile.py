@@ -1,9 +1,11 @@
 """torch.compile path: agreement with eager, no recompilation when atom/edge counts change.
 
-Inductor compiles C++ on CPU, which takes a while on a small machine, so these tests use a tiny
-model (4x0e+4x1o, max_ell 1, one residual interaction, correlation 2). A two-interaction variant
-(adds the MLP readout) recompiled in torch 2.13 at 12 atoms after compiling at 9 (guard ``2 <= N <= 10`` from
-AOTAutograd's cache), see docs/inference.md; it is not in the default suite.
+Inductor compiles C++ on CPU, which takes a while on a small machine, so these tests use the
+smallest model with every block of the default architecture: 2x0e+2x1o, max_ell 1, two
+interactions (the first with a linear readout, the last with the MLP readout), correlation 2.
+The sizes cover both sides of the bounds inductor's CPU ``mm`` decomposition used to put on the atom
+count (``N <= 10`` from the contraction's one-path order, ``N + 4 <= 32`` from the readout's
+backward; see docs/inference.md): a 2-atom periodic cell first, then 9 to 32 atoms.
 The default suite compiles once (float64); the float32 comparison compiles a second graph and
 only runs with ``MLIP_SLOW_TESTS=1``.
 
@@ -17,7 +19,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from ase.build import molecule
+from ase.build import bulk, molecule
 
 from calc_support import si_cell
 from mlip.calculator import MLIPCalculator
@@ -32,11 +34,13 @@ def tiny_model() -> torch.nn.Module:
 
     hparams = ModelHyperparameters(
         atomic_numbers=[1, 6, 8, 14], atomic_energies=[[-1.0, -2.0, -3.0, -4.0]], avg_num_neighbors=8.0,
-        r_max=4.0, num_bessel=4, max_ell=1, hidden_irreps="4x0e + 4x1o", num_interactions=1,
+        r_max=4.0, num_bessel=4, max_ell=1, hidden_irreps="2x0e + 2x1o", num_interactions=2,
         correlation=2, radial_mlp=[8], mlp_irreps="4x0e",
     )
     generator = torch.Generator().manual_seed(0)
-    model = build_model(hparams, dtype=torch.float64)
+    with torch.random.fork_rng():  # build_model draws its initial weights from the global generator
+        torch.manual_seed(0)
+        model = build_model(hparams, dtype=torch.float64)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(0.2 * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
@@ -61,7 +65,9 @@ def _compare(compiled: MLIPCalculator, eager: MLIPCalculator, atoms, rtol: float
 def test_compiled_matches_eager_float64_without_recompiling(tiny_model):
     compiled = MLIPCalculator(tiny_model, dtype="float64", compile=True)
     eager = MLIPCalculator(tiny_model, dtype="float64")
-    systems = [molecule("CH3CH2OH"), molecule("CH3COCH3"), si_cell(repeat=(1, 1, 1)), molecule("C6H6")]
+    si2 = bulk("Si", "diamond", a=5.43)  # 2-atom primitive periodic cell, compiled first
+    si2.rattle(0.05, seed=2)
+    systems = [si2, molecule("CH3CH2OH"), molecule("C6H6"), si_cell(repeat=(1, 1, 1)), si_cell(repeat=(2, 2, 1))]
     sizes = set()
     for atoms in systems:
         _compare(compiled, eager, atoms, rtol=1e-10)
