@@ -21,8 +21,10 @@ Dynamic shapes, not padding: before every call the atom dimension (``positions``
 ``batch``) and the edge dimension (``edge_index`` dim 1, ``unit_shifts`` dim 0) are marked dynamic
 with ``torch._dynamo.maybe_mark_dynamic``, so the graph is compiled once with symbolic sizes and a
 different number of atoms or edges does not recompile. (Sizes 0 and 1 are specialised by dynamo
-and do recompile once, e.g. an isolated atom with no edges.) :attr:`CompiledPotential.num_compiles`
-counts the graphs compiled for this instance.
+and do recompile once, e.g. an isolated atom with no edges.) Inductor gets its usual
+decomposition table with the ``aten.mm`` entry replaced (:func:`inductor_decompositions`): its
+CPU rewrite of ``[M, 1] @ [1, P]`` guards on ``M + P <= 32`` and so bounded a graph's atom count.
+:attr:`CompiledPotential.num_compiles` counts the graphs compiled for this instance.
 
 No global state is changed: no default dtype, no dynamo config.
 """
