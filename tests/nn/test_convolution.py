@@ -1,0 +1,92 @@
+"""The channel-wise convolution's batched-matmul evaluation against e3nn's TensorProduct + scatter.
+
+The reference is e3nn's own ``o3.TensorProduct`` (the module's ``tp``, built under a float64 default
+dtype so that its constants are exact) applied per edge and summed with a brute-force Python loop over receivers.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from e3nn import o3
+
+from mlip.nn.convolution import ChannelwiseConvolution
+
+
+def _float64_conv(node: str, sh: str, target: str) -> ChannelwiseConvolution:
+    """Built under a float64 default dtype: e3nn then computes its own constants in float64 (built in
+    float32 and cast, its traced ``_tensor_constant``s keep float32 rounding, ~1e-7)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return ChannelwiseConvolution(node, sh, target)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _reference(conv: ChannelwiseConvolution, h, y, w, edge_index, gate=None) -> torch.Tensor:
+    msg = conv.tp(h[edge_index[0]], y, w)
+    if gate is not None:
+        msg = msg * gate[:, None]
+    out = torch.zeros(h.shape[0], msg.shape[1], dtype=msg.dtype)
+    for e in range(msg.shape[0]):
+        out[edge_index[1, e]] += msg[e]
+    return out
+
+
+def _inputs(conv: ChannelwiseConvolution, num_nodes: int, num_edges: int, dtype=torch.float64):
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(num_nodes, conv.irreps_node.dim, generator=g, dtype=dtype)
+    vec = torch.randn(num_edges, 3, generator=g, dtype=dtype)
+    y = o3.spherical_harmonics(conv.irreps_sh, vec, normalize=True, normalization="component")
+    w = torch.randn(num_edges, conv.weight_numel, generator=g, dtype=dtype)
+    edge_index = torch.randint(0, num_nodes, (2, num_edges), generator=g)
+    return h, vec, y, w, edge_index
+
+
+@pytest.mark.parametrize(
+    "node, sh, target",
+    [
+        ("8x0e", "0e + 1o + 2e + 3o", "8x0e + 8x1o + 8x2e + 8x3o"),  # first layer
+        ("8x0e + 8x1o", "0e + 1o + 2e + 3o", "8x0e + 8x1o + 8x2e + 8x3o"),  # later layers
+        ("4x0e + 4x1o + 4x2e", "0e + 1o + 2e", "4x0e + 4x1o + 4x1e + 4x2e"),  # odd paths (1o x 1o -> 1e)
+    ],
+)
+def test_stacked_evaluation_equals_e3nn_tensor_product(node, sh, target):
+    conv = _float64_conv(node, sh, target)
+    assert conv._groups, "the batched evaluation must apply to uniform multiplicities"
+    h, _, y, w, edge_index = _inputs(conv, num_nodes=7, num_edges=40)
+    gate = torch.rand(40, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    ref = _reference(conv, h, y, w, edge_index)
+    assert ref.abs().max() > 1e-2
+    torch.testing.assert_close(conv(h, y, w, edge_index), ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(conv(h, y, w, edge_index, gate), _reference(conv, h, y, w, edge_index, gate),
+                               rtol=0, atol=1e-12)
+
+
+def test_gradients_equal_e3nn_tensor_product():
+    conv = _float64_conv("6x0e + 6x1o", "0e + 1o + 2e + 3o", "6x0e + 6x1o + 6x2e + 6x3o")
+    h, vec, _, w, edge_index = _inputs(conv, num_nodes=5, num_edges=30)
+    grads = []
+    for evaluate in (conv, lambda *a: _reference(conv, *a)):
+        hh, vv, ww = (t.clone().requires_grad_(True) for t in (h, vec, w))
+        y = o3.spherical_harmonics(conv.irreps_sh, vv, normalize=True, normalization="component")
+        out = evaluate(hh, y, ww, edge_index)
+        grads.append(torch.autograd.grad((out * torch.cos(out.detach())).sum(), [hh, vv, ww]))
+    for ours, ref in zip(*grads):
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-11)
+
+
+def test_coupling_constants_stay_exact_through_float32():
+    conv = ChannelwiseConvolution("4x0e + 4x1o", "0e + 1o + 2e", "4x0e + 4x1o + 4x2e")
+    exact = conv.coupling_1.clone()
+    round_trip = conv.to(torch.float32).to(torch.float64)
+    assert round_trip.coupling_1.dtype == torch.float64
+    assert torch.equal(round_trip.coupling_1, exact)
+
+
+def test_non_uniform_multiplicities_fall_back_to_e3nn():
+    conv = _float64_conv("8x0e + 4x1o", "0e + 1o", "8x0e + 4x1o")
+    assert not conv._groups
+    h, _, y, w, edge_index = _inputs(conv, num_nodes=4, num_edges=12)
+    torch.testing.assert_close(conv(h, y, w, edge_index), _reference(conv, h, y, w, edge_index), rtol=0, atol=1e-12)
