@@ -120,6 +120,11 @@ def mace_hyperparameters(hidden_irreps: str) -> dict[str, Any]:
     }
 
 
+def skipped(skip: list[str], system: str, model: str, dtype: str) -> bool:
+    """Whether ``--skip`` names this row (``system:model`` or ``system:model:dtype``)."""
+    return f"{system}:{model}" in skip or f"{system}:{model}:{dtype}" in skip
+
+
 # ------------------------------------------------------------------------------------------
 # measurement helpers
 # ------------------------------------------------------------------------------------------
@@ -228,7 +233,7 @@ def mace_worker(spec_path: str) -> None:
         for p in m.parameters():
             p.requires_grad_(False)
         for system, path in spec["systems"].items():
-            if f"{system}:{spec['model_name']}" in spec.get("skip", []):
+            if skipped(spec.get("skip", []), system, spec["model_name"], dtype_name):
                 continue
             atoms = ase.io.read(path)
             config = mace_data.config_from_atoms(atoms)
@@ -255,7 +260,7 @@ def run_mace_worker(python: str, model_name: str, systems: dict[str, str], args,
     """Run :func:`mace_worker` in the mace venv; ``None`` (with a note) when that fails."""
     spec = {
         "hyperparameters": mace_hyperparameters(MODELS[model_name]), "model_name": model_name, "systems": systems,
-        "dtypes": args.dtypes, "device": args.device, "repeats": args.repeats, "warmup": 2, "out_dir": str(out_dir),
+        "dtypes": args.dtypes, "device": args.device, "repeats": args.repeats, "warmup": args.warmup, "out_dir": str(out_dir),
         "seed": 0, "threads": args.threads, "skip": args.skip,
     }
     spec_path = out_dir / "spec.json"
@@ -314,7 +319,7 @@ def bench_mlip(model, atoms, dtype: str, mode: str, backend: str, args) -> dict[
         energy["e"] = float(out["energy"][0])
         energy["f"] = out["forces"]
 
-    timing = time_calls(call, args.repeats, 2, args.device)
+    timing = time_calls(call, args.repeats, args.warmup, args.device)
     forces = energy["f"].detach().cpu().double().numpy()
     if args.profile:
         profile_calls(call, args.device, f"{len(atoms)} atoms, {dtype}, {backend}, {mode}")
@@ -354,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="alternate mace-torch and mlip this many times; report the fastest round of each")
     parser.add_argument("--threads", type=int, default=0, help="torch threads on both sides (0: torch's default)")
-    parser.add_argument("--skip", nargs="*", default=[], metavar="SYSTEM:MODEL",
-                        help="rows to leave out on both sides, e.g. si4096:medium (memory)")
+    parser.add_argument("--skip", nargs="*", default=[], metavar="SYSTEM:MODEL[:DTYPE]",
+                        help="rows to leave out on both sides, e.g. si4096:medium:float64 (memory)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing (compilation happens here)")
     parser.add_argument("--mace-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mace_worker:
@@ -414,7 +420,7 @@ def bench_model_round(model, model_name: str, origin: str, systems: dict, mace_r
                 for mode in args.modes:
                     base = {"system": name, "atoms": len(atoms), "model": model_name, "weights": origin,
                             "dtype": dtype, "backend": backend, "mode": mode}
-                    if f"{name}:{model_name}" in args.skip:
+                    if skipped(args.skip, name, model_name, dtype):
                         rows.append({**base, "error": "skipped (--skip)"})
                         continue
                     result = bench_mlip(model, atoms, dtype, mode, backend, args)
