@@ -59,9 +59,11 @@ def seed_everything(seed: int) -> None:
 
 
 def check_dtypes(model: torch.nn.Module, dtype: torch.dtype) -> None:
-    """Refuse a model whose floating parameters are not all ``dtype``."""
+    """Refuse a model whose floating parameters or persistent buffers are not all ``dtype``."""
     found = {p.dtype for p in model.parameters() if p.is_floating_point()}
-    found |= {b.dtype for b in model.buffers() if b.is_floating_point()}
+    # Persistent buffers only: exact constants kept in float64 on purpose (the convolution's coupling
+    # coefficients, cast per call) are not part of the model's state.
+    found |= {t.dtype for t in model.state_dict().values() if t.is_floating_point()}
     if found - {dtype}:
         names = ", ".join(sorted(str(d).replace("torch.", "") for d in found))
         want = str(dtype).replace("torch.", "")
