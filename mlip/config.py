@@ -496,6 +496,35 @@ def is_ondisk_paths(d: DataConfig) -> bool:
     return any(str(f).endswith((".h5", ".hdf5")) for f in files)
 
 
+def resolve_heads(cfg: Config) -> dict[str, HeadConfig]:
+    """Every data head with each key resolved (the head's value, else the ``data`` section's).
+
+    Without ``data.heads`` there is one head, ``Default``, holding the data section's files. This is the
+    one place the per-head settings are resolved; data/ helpers get the resolved values as plain arguments.
+    """
+    d = cfg.data
+    raw = d.heads or {"Default": HeadConfig(train=d.train, valid=d.valid, test=d.test)}
+    out = {}
+    for name, h in raw.items():
+        out[name] = HeadConfig(
+            train=h.train,
+            valid=h.valid,
+            valid_fraction=h.valid_fraction if h.valid_fraction is not None else d.valid_fraction,
+            test=h.test if h.test is not None else ([] if d.heads else d.test),
+            energy_key=h.energy_key or d.energy_key,
+            forces_key=h.forces_key or d.forces_key,
+            stress_key=h.stress_key or d.stress_key,
+            virials_key=h.virials_key or d.virials_key,
+            e0s=h.e0s if h.e0s is not None else d.e0s,
+            isolated_atoms=h.isolated_atoms or d.isolated_atoms,
+            weight=h.weight,
+            config_type_weights={**d.config_type_weights, **h.config_type_weights},
+            tea=h.tea if h.tea is not None else (None if d.heads else d.tea),
+            head=h.head,
+        )
+    return out
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split ``a.b.c=value`` into (``["a", "b", "c"]``, YAML-parsed value)."""
     if "=" not in text:
