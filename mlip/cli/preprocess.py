@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from mlip.data.ondisk import is_ondisk_path, preprocess_config, preprocess_files
+    from mlip.data.ondisk import is_ondisk_path, preprocess_files
+    from mlip.train.preprocess import preprocess_config
 
     if args.config:
         from mlip.config import load_config

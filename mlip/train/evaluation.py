@@ -20,7 +20,7 @@ from mlip.data.graph import configuration_to_graph
 from mlip.data.io import read_configurations
 from mlip.errors import DataError
 from mlip.train.metrics import ALL, FrameErrors, evaluate, format_table
-from mlip.train.run import eval_batches
+from mlip.train.data_setup import eval_batches
 
 JSON_KEYS = (
     "energy_rmse_per_atom", "energy_mae_per_atom", "forces_rmse", "forces_mae", "stress_rmse", "stress_mae",

@@ -24,7 +24,8 @@ from mlip.io.model_file import load_model, read_model_info, save_model
 from mlip.nn.hparams import ModelHyperparameters
 from mlip.nn.model import build_model
 from mlip.train.finetune import freeze_parameters, prepare_finetune
-from mlip.train.run import load_datasets, train
+from mlip.train.data_setup import load_datasets
+from mlip.train.run import train
 
 REPO = Path(__file__).resolve().parents[2]
 ACAC = REPO / "data" / "acac"
