@@ -31,10 +31,10 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from mlip.device import resolve_device, resolve_dtype
 from mlip.errors import ConfigError, DataError
 from mlip.inference import compile_model, evaluate
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 BACKENDS = ("e3nn", "cueq")
 DEFAULT_MAX_IMAGES = 5_000
 """Largest number of periodic images (product over periodic directions of ``2 ceil(cutoff/width) + 1``)
@@ -182,13 +182,6 @@ class SkinNeighborList:
 # --------------------------------------------------------------------------------------------
 # model handling
 # --------------------------------------------------------------------------------------------
-def _resolve_device(device: str | torch.device) -> torch.device:
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but CUDA is not available")
-    return device
-
-
 def prepare_model(
     model: str | Path | torch.nn.Module, device: torch.device, dtype: torch.dtype, backend: str = "e3nn"
 ) -> torch.nn.Module:
@@ -278,10 +271,8 @@ class MLIPCalculator(Calculator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype {dtype!r}; choose one of {list(DTYPES)}")
-        self.device = _resolve_device(device)
-        self.dtype = DTYPES[dtype]
+        self.device = resolve_device(device, key="MLIPCalculator(device=...)")
+        self.dtype = resolve_dtype(dtype, key="MLIPCalculator(dtype=...)")
         self.model = prepare_model(model, self.device, self.dtype, backend)
         self.heads = list(self.model.heads)
         default = getattr(self.model, "default_head", None) or getattr(model, "default_head", None)

@@ -134,12 +134,11 @@ def _shifts(args: argparse.Namespace) -> int:
             aligned.append(out)
         record = {"method": "drop_energy", "shifts": None, "drop_energy": True, "n_frames": len(aligned)}
     else:
-        import torch
-
+        from mlip.device import resolve_device
         from mlip.fidelity.descriptors import model_outputs
         from mlip.io.model_file import load_model
 
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(args.device, key="--device")
         model = load_model(args.model, device=device)
         pred = model_outputs(model, data, batch_size=args.batch_size, head=args.head, device=device)["energy"]
         aligned, record = shift_structures(data, pred, keys, args.drop_energy, path=args.data)

@@ -35,9 +35,8 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from pathlib import Path
 
-    import torch
-
     from mlip.analysis.report import write_report
+    from mlip.device import resolve_device
     from mlip.data.io import read_configurations
     from mlip.errors import ConfigError, DataError
     from mlip.io.model_file import load_model
@@ -48,7 +47,7 @@ def _main(argv: list[str] | None) -> int:
         raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
     if not Path(args.data).is_file():
         raise DataError(f"{args.data}: file not found")
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device = resolve_device(args.device, key="--device")
     model = load_model(args.model, device=device)
     has_readout = getattr(model, "edge_readout", None) is not None
     method = args.method or ("readout" if has_readout else "attribution")

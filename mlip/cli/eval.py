@@ -27,16 +27,16 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from pathlib import Path
 
+    from mlip.device import resolve_device
     from mlip.errors import ConfigError, DataError
     from mlip.io.model_file import load_model
     from mlip.train.evaluation import evaluate_file
-    from mlip.train.run import resolve_device
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
     if not Path(args.data).is_file():
         raise DataError(f"{args.data}: file not found")
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, key="--device")
     model = load_model(args.model, device=device)
     evaluate_file(
         model, args.data, head=args.head, batch_size=args.batch_size, energy_key=args.energy_key,

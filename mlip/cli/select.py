@@ -43,12 +43,11 @@ def _main(argv: list[str] | None) -> int:
         raise ConfigError(f"-n must be >= 1, got {args.n}")
     data = read_structures(args.data)
     if args.model:
-        import torch
-
+        from mlip.device import resolve_device
         from mlip.fidelity.descriptors import model_descriptors
         from mlip.io.model_file import load_model
 
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(args.device, key="--device")
         model = load_model(args.model, device=device)
         x = model_descriptors(model, data, batch_size=args.batch_size, device=device)
         kind = "model node features"

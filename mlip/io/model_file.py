@@ -21,18 +21,18 @@ from typing import Any
 import torch
 
 import mlip
+from mlip.device import DTYPES, dtype_name
 from mlip.errors import ModelFileError
 from mlip.nn.hparams import ModelHyperparameters
 from mlip.nn.model import MACE, build_model, refresh_wigner_buffers
 
 FORMAT = "mlip-model"
 FORMAT_VERSION = 1
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _dtype_name(model: torch.nn.Module) -> str:
     for p in model.parameters():
-        return str(p.dtype).replace("torch.", "")
+        return dtype_name(p.dtype)
     return "float64"
 
 
@@ -120,7 +120,7 @@ def load_model(path: str | Path, device: str | torch.device | None = None, dtype
         hp = ModelHyperparameters.from_dict(info["hparams"])
     except (KeyError, TypeError) as err:
         raise ModelFileError(f"{path}: bad hyper-parameters: {err}") from None
-    stored = _DTYPES.get(info.get("dtype", "float64"), torch.float64)
+    stored = DTYPES.get(info.get("dtype", "float64"), torch.float64)
     try:
         model = build_model(hp, dtype=torch.float64)
         _load_state(model, _portable_state(state))

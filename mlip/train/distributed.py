@@ -284,7 +284,8 @@ def wants_distributed(cfg: Any, environ: Mapping[str, str] | None = None) -> boo
 
 def train_distributed(cfg: Any, resume: bool = False, env: DistEnv | None = None) -> Any:
     """:func:`mlip.train.run.train` on this rank of a data-parallel job; returns the final model path."""
-    from mlip.train.run import resolve_device, train
+    from mlip.device import resolve_device
+    from mlip.train.run import train
 
     device = resolve_device(cfg.device)
     ctx = init_distributed(device, env)
