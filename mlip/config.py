@@ -20,6 +20,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from mlip.config_ranges import check_model_section, check_ranges, normalise_e0s
 from mlip.errors import ConfigError
 from mlip.nn.hparams import ModelHyperparameters
 
@@ -98,8 +99,9 @@ class DataConfig:
     stress_key: str = "stress"
     virials_key: str = "virials"
     e0s: str | dict[str, float] = "fit"
-    """``isolated`` (from ``isolated_atoms``), ``fit`` (least squares), a path to a JSON/YAML mapping,
-    or a mapping ``{element symbol or Z: energy}``."""
+    """``isolated`` (from ``isolated_atoms``), ``fit`` (least squares on the training energies; ``average``
+    is mace-torch's name for the same fit), a path to an isolated-atoms structure file (same as
+    ``isolated`` with that file), a path to a JSON/YAML mapping, or a mapping ``{element symbol or Z: eV}``."""
     isolated_atoms: str | None = field(default=None, metadata=_FILE)
     config_type_weights: dict[str, float] = field(default_factory=dict)
     heads: dict[str, HeadConfig] = field(default_factory=dict)
@@ -427,27 +429,13 @@ def _validate(cfg: Config) -> None:
     for name, head in d.heads.items():
         if not head.train:
             raise ConfigError(f"config key 'data.heads.{name}.train': no training file given")
-    for prefix, e0s in [("data", d.e0s)] + [(f"data.heads.{n}", h.e0s) for n, h in d.heads.items()]:
-        if isinstance(e0s, str) and e0s not in ("isolated", "fit"):
-            if not Path(e0s).is_file():
-                choices = _suggest(e0s, ["isolated", "fit"])
-                raise ConfigError(
-                    f"config key '{prefix}.e0s': expected 'isolated', 'fit', a mapping or a file; "
-                    f"file not found: {e0s}{choices}"
-                )
+    for prefix, section in [("data", d)] + [(f"data.heads.{n}", h) for n, h in d.heads.items()]:
+        normalise_e0s(section, prefix)  # e0s: file.xyz -> isolated with that file
     _validate_tea_finetune(cfg)
-    t = cfg.train
-    for key in ("max_epochs", "batch_size", "eval_interval"):
-        if getattr(t, key) < 1:
-            raise ConfigError(f"config key 'train.{key}': must be >= 1, got {getattr(t, key)}")
-    if t.lr <= 0:
-        raise ConfigError(f"config key 'train.lr': must be > 0, got {t.lr}")
-    if cfg.checkpoint.interval < 1 or cfg.checkpoint.keep < 1:
-        raise ConfigError("config key 'checkpoint.interval'/'checkpoint.keep': must be >= 1")
+    check_ranges(cfg)  # every numeric range, before any data is read
+    check_model_section(cfg)
     if len(cfg.optimiser.betas) != 2:
         raise ConfigError(f"config key 'optimiser.betas': expected two numbers, got {cfg.optimiser.betas}")
-    if not 0.0 < cfg.ema.decay < 1.0:
-        raise ConfigError(f"config key 'ema.decay': must be in (0, 1), got {cfg.ema.decay}")
 
 
 def _validate_tea_finetune(cfg: Config) -> None:

@@ -9,12 +9,13 @@ standard deviation). Isolated-atom frames define E0s but are left out of the oth
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
 
 import numpy as np
 
 from mlip.data.configuration import Configuration
+from mlip.data.elements import parse_element_energies, symbol
 from mlip.data.io import is_isolated_atom
 from mlip.data.neighbors import neighbor_list
 from mlip.errors import DataError
@@ -23,25 +24,12 @@ E0Spec = Union[str, Mapping[Any, float]]
 """``"isolated"``, ``"fit"``, or a mapping element (Z or symbol) -> E0 in eV."""
 
 
-def _symbol(z: int) -> str:
-    from ase.data import chemical_symbols
-
-    return chemical_symbols[z] if 0 < z < len(chemical_symbols) else str(z)
-
-
-def _to_z(key: Any) -> int:
-    from ase.data import atomic_numbers
-
-    if isinstance(key, str) and not key.isdigit():
-        if key not in atomic_numbers:
-            raise DataError(f"E0s: key '{key}': unknown element symbol")
-        return int(atomic_numbers[key])
-    return int(key)
+_symbol = symbol
 
 
 def e0s_from_mapping(mapping: Mapping[Any, float], atomic_numbers: Sequence[int], head: str = "Default") -> dict[int, float]:
     """E0s (eV) from an explicit mapping with keys Z or element symbols; every element must be given."""
-    e0s = {_to_z(k): float(v) for k, v in mapping.items()}
+    e0s = parse_element_energies(mapping, "e0s")
     missing = [z for z in atomic_numbers if z not in e0s]
     if missing:
         names = ", ".join(_symbol(z) for z in missing)
@@ -65,12 +53,16 @@ def e0s_from_isolated_atoms(configs: Sequence[Configuration], atomic_numbers: Se
     return {int(z): float(np.mean(found[int(z)])) for z in atomic_numbers}
 
 
-def e0s_by_least_squares(configs: Sequence[Configuration], atomic_numbers: Sequence[int], head: str = "Default") -> dict[int, float]:
+def e0s_by_least_squares(
+    configs: Sequence[Configuration], atomic_numbers: Sequence[int], head: str = "Default",
+    warn: Callable[[str], None] | None = None, spec: str = "fit", where: str = "e0s",
+) -> dict[int, float]:
     """E0s (eV) minimising ||E - N c||^2 over frames with an energy (N: element counts, frames x elements).
 
-    Raises DataError when an element occurs in no frame with an energy. When the compositions do not
-    determine every E0 (e.g. all frames share one stoichiometry) the minimum-norm solution is used and a
-    warning is issued: the sum of E0s over a composition is still right.
+    This is ``e0s: fit`` and mace-torch's ``average`` E0s. Raises DataError when an element occurs in no
+    frame with an energy. When the compositions do not determine every E0 (e.g. all frames share one
+    stoichiometry) the minimum-norm solution is used and ``warn`` (default: a Python warning) gets one
+    line saying so and what to do: the sum of E0s over a composition is still right, each E0 is not.
     """
     zs = [int(z) for z in atomic_numbers]
     frames = [c for c in configs if c.energy is not None]
@@ -92,23 +84,28 @@ def e0s_by_least_squares(configs: Sequence[Configuration], atomic_numbers: Seque
             "give E0s explicitly or add such frames"
         )
     solution, _, rank, _ = np.linalg.lstsq(counts, energies, rcond=None)
+    result = {z: float(solution[column[z]]) for z in zs}
     if rank < len(zs):
-        warnings.warn(
-            f"E0s of head '{head}': the compositions determine only {rank} of {len(zs)} E0s; "
-            "using the minimum-norm least-squares solution",
-            stacklevel=2,
-        )
-    return {z: float(solution[column[z]]) for z in zs}
+        pretty = ", ".join(f"{_symbol(z)}: {v:.1f}" for z, v in result.items())
+        msg = (f"{where}: {spec!r} on head '{head}': the training compositions determine only {rank} of "
+               f"{len(zs)} E0s (all frames share {'one composition' if rank == 1 else 'few compositions'}), "
+               f"so the fitted E0s {{{pretty}}} eV are not physical (only their sum per composition is); "
+               "give isolated-atom energies (e0s: isolated with isolated_atoms: FILE, or e0s: FILE.xyz)")
+        if warn is None:
+            warnings.warn(msg, stacklevel=2)
+        else:
+            warn(msg)
+    return result
 
 
 def compute_e0s(spec: E0Spec, configs: Sequence[Configuration], atomic_numbers: Sequence[int], head: str = "Default") -> dict[int, float]:
-    """E0s (eV) from ``spec``: "isolated", "fit" (least squares) or a mapping."""
+    """E0s (eV) from ``spec``: "isolated", "fit"/"average" (least squares) or a mapping."""
     if isinstance(spec, str):
         if spec == "isolated":
             return e0s_from_isolated_atoms(configs, atomic_numbers, head)
         if spec in ("fit", "average", "least_squares"):
             return e0s_by_least_squares([c for c in configs if not is_isolated_atom(c)] or list(configs), atomic_numbers, head)
-        raise DataError(f"E0s of head '{head}': key 'e0s': unknown value {spec!r}; use 'isolated', 'fit' or a mapping")
+        raise DataError(f"E0s of head '{head}': key 'e0s': unknown value {spec!r}; use 'isolated', 'fit', 'average' or a mapping")
     if isinstance(spec, Mapping):
         return e0s_from_mapping(spec, atomic_numbers, head)
     raise DataError(f"E0s of head '{head}': key 'e0s': expected 'isolated', 'fit' or a mapping, got {type(spec).__name__}")
@@ -181,7 +178,8 @@ def compute_statistics(
         extra = sorted({int(z) for z in c.numbers} - allowed)
         if extra:
             names = ", ".join(_symbol(z) for z in extra)
-            raise DataError(f"{c.source}: key 'species': element {names} is not in the model's elements {zs}")
+            raise DataError(f"{c.source}: key 'species': element {names} is not in the model's elements "
+                            f"{', '.join(_symbol(z) for z in zs)}")
     result: dict[str, dict[str, Any]] = {}
     for head in heads:
         head_configs = [c for c in configs if c.head == head]

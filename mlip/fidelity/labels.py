@@ -128,17 +128,6 @@ def read_structures(spec: str | os.PathLike) -> list[Atoms]:
     return frames
 
 
-def _symbol_to_z(key) -> int:
-    if isinstance(key, (int, np.integer)):
-        return int(key)
-    text = str(key).strip()
-    if text.isdigit():
-        return int(text)
-    if text not in atomic_numbers:
-        raise ConfigError(f"unknown element '{text}' in isolated-atom energies")
-    return atomic_numbers[text]
-
-
 def isolated_energies_from_structures(
     structures: Sequence[Atoms], energy_key: str = "energy", path: str = "<isolated>"
 ) -> dict[int, float]:
@@ -163,33 +152,13 @@ def isolated_energies_from_structures(
 
 
 def load_isolated_energies(spec: str | os.PathLike | Mapping, energy_key: str = "energy") -> dict[int, float]:
-    """Isolated-atom energies {Z: eV} from a mapping, a JSON file ({"H": -13.6, ...}), an inline
-    ``"H=-13.6,C=-1026.9"`` string, or a structure file (any ASE format) of single-atom frames."""
-    if isinstance(spec, Mapping):
-        return {_symbol_to_z(k): float(v) for k, v in spec.items()}
-    text = str(spec)
-    if not Path(text).exists() and "=" in text:
-        out: dict[int, float] = {}
-        for item in text.split(","):
-            if "=" not in item:
-                raise ConfigError(f"isolated-atom energies '{text}': expected SYMBOL=ENERGY items")
-            sym, val = item.split("=", 1)
-            try:
-                out[_symbol_to_z(sym)] = float(val)
-            except ValueError:
-                raise ConfigError(f"isolated-atom energies '{text}': '{val}' is not a number") from None
-        return out
-    if text.endswith(".json"):
-        if not Path(text).is_file():
-            raise DataError(f"{text}: file not found")
-        try:
-            mapping = json.loads(Path(text).read_text())
-        except json.JSONDecodeError as err:
-            raise DataError(f"{text}: invalid JSON ({err})") from None
-        if not isinstance(mapping, dict):
-            raise DataError(f"{text}: expected a JSON object {{element: energy}}")
-        return {_symbol_to_z(k): float(v) for k, v in mapping.items()}
-    return isolated_energies_from_structures(read_structures(text), energy_key, path=text)
+    """Isolated-atom energies {Z: eV} from a mapping, a JSON/YAML file ({"H": -13.6, ...}), an inline
+    ``"H=-13.6,C=-1026.9"`` string, or a structure file (any ASE format) of single-atom frames; parsed by
+    the one element -> energy parser, :func:`mlip.data.elements.load_element_energies` (two different
+    energies for one element are an error here)."""
+    from mlip.data.elements import load_element_energies
+
+    return load_element_energies(spec, "isolated-atom energies", energy_key, duplicates="error")
 
 
 def e0_vector(e0: Mapping[int, float], elements: Sequence[int], what: str = "isolated atoms") -> np.ndarray:

@@ -1,6 +1,7 @@
 """Training-set statistics that become model hyper-parameters (thin adapter over :mod:`mlip.data.stats`).
 
-- E0s (eV per element) from ``isolated`` atoms, a least-squares ``fit``, a mapping or a JSON/YAML file;
+- E0s (eV per element) from ``isolated`` atoms, a least-squares ``fit``/``average``, a mapping, a JSON/YAML
+  file or an isolated-atoms structure file (parsed by :mod:`mlip.data.elements`);
 - the mean neighbour count within ``r_max`` (normalisation of the convolution);
 - scale (RMS of the force components, eV/A, or std of the interaction energy per atom) and shift (mean
   interaction energy per atom, eV/atom).
@@ -8,44 +9,23 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
-import yaml
-from ase.data import atomic_numbers as _symbol_to_z
 
-from mlip.data import stats
+from mlip.data import elements, stats
 from mlip.data.configuration import Configuration
 from mlip.data.io import is_isolated_atom
-from mlip.errors import ConfigError
 
 
-def _parse_mapping(mapping: Mapping[Any, Any], where: str) -> dict[int, float]:
-    """Check a mapping element symbol or Z -> number (eV); keys as given."""
-    for key, value in mapping.items():
-        is_z = isinstance(key, int) or (isinstance(key, str) and key.strip().isdigit())
-        if not is_z and not (isinstance(key, str) and key.strip() in _symbol_to_z):
-            raise ConfigError(f"config key '{where}.{key}': not an element symbol or atomic number")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key '{where}.{key}': expected a number, got {value!r}")
-    return dict(mapping)
-
-
-def _read_mapping_file(path: str, where: str) -> dict[int, float]:
-    text = Path(path).read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"config key '{where}': {path} is neither JSON nor YAML") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config key '{where}': {path} must hold a mapping element -> energy")
-    return _parse_mapping(data, where)
+def _files_of(configs: Sequence[Configuration]) -> list[str]:
+    """The files (in order of first appearance) the frames came from (``source`` is ``file:frame``)."""
+    out: list[str] = []
+    for c in configs:
+        name = c.source.rsplit(":", 1)[0] if c.source else ""
+        if name and name not in out:
+            out.append(name)
+    return out
 
 
 def atomic_energies(
@@ -55,15 +35,31 @@ def atomic_energies(
     zs: Sequence[int],
     head: str = "Default",
     where: str = "data.e0s",
+    log: Callable[[str], None] | None = print,
 ) -> dict[int, float]:
-    """E0 per atomic number for every element of ``zs`` (eV): ``isolated``, ``fit``, a mapping, or a
-    JSON/YAML file holding a mapping (element symbol or Z -> eV)."""
-    if isinstance(spec, Mapping):
-        spec = _parse_mapping(spec, where)
-    elif spec not in ("isolated", "fit"):
-        spec = _read_mapping_file(spec, where)
-    frames = list(isolated) if spec == "isolated" else [c for c in train if not is_isolated_atom(c)] or list(train)
-    return stats.compute_e0s(spec, frames, zs, head)
+    """E0 per atomic number for every element of ``zs`` (eV).
+
+    ``spec``: ``isolated`` (the single-atom frames of ``isolated``), ``fit`` or ``average`` (least squares
+    of the training energies on the element counts, mace-torch's "average"), a mapping element -> eV, or a
+    file: JSON/YAML mapping, or a structure file of isolated atoms (:mod:`mlip.data.elements`).
+    ``log`` receives the one-line warning when the training compositions do not determine the E0s
+    (``None``: a Python warning)."""
+    warn = None if log is None else (lambda msg: log(f"warning: {msg}"))
+    if isinstance(spec, str) and spec in ("fit", "average"):
+        frames = [c for c in train if not is_isolated_atom(c)] or list(train)
+        return stats.e0s_by_least_squares(frames, zs, head, warn=warn, spec=spec, where=where)
+    if spec == "isolated":
+        found = elements.isolated_energies(isolated, "isolated atoms") if isolated else {}
+        source = ", ".join(_files_of(isolated)) or "the isolated atoms (none given: set isolated_atoms)"
+    else:
+        found = elements.load_element_energies(spec, where)
+        source = f"{where} ({spec})" if isinstance(spec, str) else f"config key '{where}'"
+    missing = [int(z) for z in zs if int(z) not in found]
+    if missing:
+        data = [f for f in _files_of(train) if any(int(z) in missing for c in train if c.source.startswith(f)
+                                                   for z in c.numbers)] or _files_of(train)
+        raise elements.missing_elements_error(missing, f"E0s of head '{head}'", data, source)
+    return {int(z): float(found[int(z)]) for z in zs}
 
 
 def avg_num_neighbors(configs: Sequence[Configuration], r_max: float) -> float:
