@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.data import atomic_numbers, chemical_symbols
+from ase.data import chemical_symbols
 
 from mlip.errors import ConfigError, DataError, frame_error
 
