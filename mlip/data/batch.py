@@ -18,6 +18,9 @@ from mlip.data.graph import GRAPH_KEYS, NODE_KEYS, graph_sizes
 
 _LONG_KEYS = {"numbers", "edge_index", "head", "batch", "ptr"}
 _BOOL_KEYS = {"pbc", "has_energy", "has_forces", "has_stress", "has_virials"}
+FLOAT64_KEYS = {"energy"}
+"""Float entries kept in float64 whatever the batch dtype: total energies (~1e4 eV) would lose ~1e-3 eV
+to float32 rounding; the model returns float64 energies too (docs/model.md, "Precision")."""
 
 
 def _to_tensor(key: str, array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -25,13 +28,15 @@ def _to_tensor(key: str, array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(array, dtype=np.int64))
     if key in _BOOL_KEYS:
         return torch.as_tensor(np.ascontiguousarray(array, dtype=bool))
-    return torch.as_tensor(np.ascontiguousarray(array, dtype=np.float64)).to(dtype)
+    out = torch.as_tensor(np.ascontiguousarray(array, dtype=np.float64))
+    return out if key in FLOAT64_KEYS else out.to(dtype)
 
 
 def collate(graphs: Sequence[dict[str, np.ndarray]], dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
     """Merge graph dicts (from :func:`mlip.data.graph.configuration_to_graph`) into one batch.
 
-    Floating entries get ``dtype``; integer entries are long, masks and pbc bool.
+    Floating entries get ``dtype`` (except the float64 ``energy`` labels, :data:`FLOAT64_KEYS`); integer
+    entries are long, masks and pbc bool.
     """
     if len(graphs) == 0:
         raise ValueError("cannot collate an empty list of graphs")

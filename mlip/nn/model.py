@@ -124,6 +124,9 @@ class MACE(torch.nn.Module):
         self.register_buffer("atomic_energies", energies.reshape(H, E).to(torch.float64))
         self.register_buffer("scale", torch.tensor(hp.scale, dtype=torch.float64).reshape(H))
         self.register_buffer("shift", torch.tensor(hp.shift, dtype=torch.float64).reshape(H))
+        # E0s, scale and shift stay float64 whatever the model's dtype (see _apply; docs/model.md,
+        # "Precision"); this empty buffer follows .to() and tells the model's float dtype.
+        self.register_buffer("dtype_probe", torch.zeros(0), persistent=False)  # default dtype, like e3nn
 
         hidden = o3.Irreps(hp.hidden_irreps)
         n0 = hidden.count(o3.Irrep("0e"))
@@ -183,8 +186,19 @@ class MACE(torch.nn.Module):
 
             apply_backend(self, hp.backend)
 
+    FLOAT64_BUFFERS: tuple[str, ...] = ("atomic_energies", "scale", "shift")
+    """Energy constants kept in float64 by ``.to()``/``.float()`` (they only follow device moves)."""
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The float dtype of the parameters and features (inputs are cast to it)."""
+        return self.dtype_probe.dtype
+
     def _apply(self, fn, recurse=True):  # .to()/.double()/.cuda(): keep coupling constants exact
+        exact = {name: self._buffers[name] for name in self.FLOAT64_BUFFERS}
         out = super()._apply(fn, recurse)
+        for name, old in exact.items():  # device moves only; the values stay float64
+            self._buffers[name] = old.to(device=self._buffers[name].device, dtype=torch.float64)
         refresh_wigner_buffers(self)
         return out
 
@@ -209,7 +223,7 @@ class MACE(torch.nn.Module):
         compute_stress: bool = False,
         training: bool = False,
     ) -> dict[str, torch.Tensor]:
-        dtype = self.atomic_energies.dtype  # the model's float dtype; inputs are cast to it
+        dtype = self.dtype  # the model's float dtype; inputs are cast to it
         positions = batch["positions"]
         if positions.dtype != dtype:
             positions = positions.to(dtype)
@@ -245,7 +259,7 @@ class MACE(torch.nn.Module):
         edge_feats, envelope = self.radial_embedding(lengths, z[sender], z[receiver])
         cutoff = None if self.radial_embedding.apply_cutoff else envelope
 
-        node_e0 = self.atomic_energies.to(dtype)[node_head, element]
+        node_e0 = self.atomic_energies[node_head, element]  # float64
         if self.pair is not None and self.edge_readout is None:
             node_inter = self.pair(lengths, z[sender], z[receiver], receiver, num_nodes, edge_gate)
         else:
@@ -275,8 +289,12 @@ class MACE(torch.nn.Module):
         # 1-D sums (edges into atoms above, atoms into graphs here) use scatter_add, not index_add:
         # torch 2.13's inductor fails to generate multi-threaded C++ for a 1-D index_add into a
         # size-1 output (one graph, as in the calculator; one atom in a periodic cell).
-        inter_e = torch.zeros(num_graphs, dtype=dtype, device=positions.device).scatter_add(0, node_graph, node_inter)
-        e0 = torch.zeros(num_graphs, dtype=dtype, device=positions.device).scatter_add(0, node_graph, node_e0)
+        # Energies are summed and returned in float64 whatever the model's dtype (E0s are float64):
+        # a float32 total of ~1e4 eV would be rounded to ~1e-3 eV (docs/model.md, "Precision").
+        f64 = torch.float64
+        node_inter = node_inter.to(f64)
+        inter_e = torch.zeros(num_graphs, dtype=f64, device=positions.device).scatter_add(0, node_graph, node_inter)
+        e0 = torch.zeros(num_graphs, dtype=f64, device=positions.device).scatter_add(0, node_graph, node_e0)
         out: dict[str, torch.Tensor] = {
             "energy": e0 + inter_e,
             "node_energy": node_e0 + node_inter,

@@ -15,7 +15,7 @@ from graphs import FIXTURES, atoms_structures, make_batch
 pytest.importorskip("cuequivariance_torch")
 
 from mlip.errors import ConfigError, ModelFileError  # noqa: E402
-from mlip.nn.backends import convert_backend, verify_backends_agree  # noqa: E402
+from mlip.nn.backends.convert import convert_backend, verify_backends_agree  # noqa: E402
 from mlip.nn.backends import cueq as cueq_module  # noqa: E402
 
 VARIANTS = ["off_residual", "mp_density_zbl_agnesi", "mh_nonlinear_two_heads"]
@@ -146,7 +146,7 @@ def test_float32(converted, cueq_of):
     e3nn64 = converted("mh_nonlinear_two_heads")
     e3nn32 = copy.deepcopy(e3nn64).to(torch.float32)
     cueq32 = convert_backend(e3nn32, "cueq")  # the self-check runs in float32
-    assert cueq32.atomic_energies.dtype == torch.float32
+    assert cueq32.dtype == torch.float32 and cueq32.atomic_energies.dtype == torch.float64  # E0s stay exact
     batch = _batch("mh_nonlinear_two_heads", e3nn64, dtype=torch.float32)
     a32, c32 = _outputs(e3nn32, batch), _outputs(cueq32, batch)
     a64 = _outputs(e3nn64, _batch("mh_nonlinear_two_heads", e3nn64))

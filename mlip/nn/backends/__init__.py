@@ -37,7 +37,8 @@ def apply_backend(model: torch.nn.Module, backend: str) -> torch.nn.Module:
 
 
 def _model_dtype(model: torch.nn.Module) -> torch.dtype:
-    return model.atomic_energies.dtype if hasattr(model, "atomic_energies") else next(model.parameters()).dtype
+    dtype = getattr(model, "dtype", None)  # MACE.dtype (its energy constants stay float64)
+    return dtype if isinstance(dtype, torch.dtype) else next(model.parameters()).dtype
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
