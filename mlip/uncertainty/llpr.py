@@ -233,12 +233,16 @@ class LLPRPotential:
         param = next(model.parameters())
         self.factors = torch.stack([llpr.heads[name].factor() for name in model.heads]).to(param.device, param.dtype)
 
-    def __call__(self, batch: dict[str, torch.Tensor], compute_stress: bool = False) -> dict[str, torch.Tensor]:
-        out = evaluate_with_features(self.model, batch, self.factors[batch["head"]], compute_forces=True,
+    def __call__(
+        self, batch: dict[str, torch.Tensor], compute_stress: bool = False, compute_forces: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """``compute_forces=False`` skips forces and their variances (energies only: no backward pass)."""
+        out = evaluate_with_features(self.model, batch, self.factors[batch["head"]], compute_forces=compute_forces,
                                      compute_stress=compute_stress)
         out["energy_uncertainty"] = out["proj"].pow(2).sum(dim=1).sqrt()
-        out["forces_variance"] = out.pop("proj_forces").pow(2).sum(dim=0)
-        out["forces_uncertainty"] = out["forces_variance"].sum(dim=1).sqrt()
+        if compute_forces:
+            out["forces_variance"] = out.pop("proj_forces").pow(2).sum(dim=0)
+            out["forces_uncertainty"] = out["forces_variance"].sum(dim=1).sqrt()
         if compute_stress:
             out["stress_uncertainty"] = out.pop("proj_stress").pow(2).sum(dim=0).sqrt()
         return out
