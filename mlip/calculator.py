@@ -251,12 +251,18 @@ class MLIPCalculator(Calculator):
         backend: ``"e3nn"`` or ``"cueq"`` (converted when it differs from the model's).
         skin: neighbour-list skin (Angstrom); 0 rebuilds the list at every call.
         max_images: limit of periodic images before a cell counts as too small (see :func:`check_cell`).
+        uncertainty: an object with ``potential(model) -> callable`` (:class:`mlip.uncertainty.LLPR`,
+            :class:`mlip.uncertainty.Committee`); its evaluator replaces the plain forward (not with ``compile``).
 
     ``results``: ``energy``, ``free_energy`` (eV), ``forces`` [N,3] (eV/A), ``energies`` [N] (eV),
-    and ``stress`` (Voigt 6, eV/A^3) when the cell is periodic in all three directions.
+    and ``stress`` (Voigt 6, eV/A^3) when the cell is periodic in all three directions. With
+    ``uncertainty``: ``energy_uncertainty`` (eV, 1 sigma), ``forces_uncertainty`` [N] (eV/A, per atom
+    ``sqrt`` of the sum of the three component variances) and, periodic, ``stress_uncertainty`` (Voigt 6,
+    eV/A^3, 1 sigma per component); see docs/uncertainty.md.
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies",
+                              "energy_uncertainty", "forces_uncertainty", "stress_uncertainty"]
 
     def __init__(
         self,
@@ -268,6 +274,7 @@ class MLIPCalculator(Calculator):
         backend: str = "e3nn",
         skin: float = 0.5,
         max_images: int = DEFAULT_MAX_IMAGES,
+        uncertainty: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -284,6 +291,10 @@ class MLIPCalculator(Calculator):
         self.neighbors = SkinNeighborList(self.r_max, skin)
         self._checked_cell: tuple[np.ndarray, np.ndarray] | None = None
         self.potential = compile_model(self.model) if compile else None
+        if uncertainty is not None:
+            if compile:
+                raise ConfigError("MLIPCalculator: uncertainty=... runs eagerly; drop compile=True")
+            self.potential = uncertainty.potential(self.model)
 
     # -- ASE interface ---------------------------------------------------------------------
     def calculate(
@@ -307,6 +318,12 @@ class MLIPCalculator(Calculator):
         if periodic3d:
             stress = out["stress"][0].cpu().numpy().astype(np.float64)
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+        if "energy_uncertainty" in out:
+            self.results["energy_uncertainty"] = float(out["energy_uncertainty"][0])
+            self.results["forces_uncertainty"] = out["forces_uncertainty"].cpu().numpy().astype(np.float64)
+            if periodic3d:
+                sigma = out["stress_uncertainty"][0].cpu().numpy().astype(np.float64)
+                self.results["stress_uncertainty"] = full_3x3_to_voigt_6_stress(sigma)
 
     # -- building blocks (usable without ASE's caching) -------------------------------------
     def make_batch(self, atoms: Any) -> dict[str, torch.Tensor]:
