@@ -209,7 +209,7 @@ def prepare_model(
 def _refresh_coupling_constants(model: torch.nn.Module) -> None:
     """Recompute cached Wigner-3j buffers exactly after a dtype cast (float32 -> float64 would round them)."""
     try:
-        from mlip.nn.model import refresh_wigner_buffers
+        from mlip.nn.wigner import refresh_wigner_buffers
     except ImportError:  # a model that is not mlip's MACE
         return
     refresh_wigner_buffers(model)
@@ -222,7 +222,7 @@ def _to_backend(model: torch.nn.Module, backend: str) -> torch.nn.Module:
     if current == backend:
         return model
     try:
-        from mlip.nn.backends import convert_backend  # type: ignore[attr-defined]
+        from mlip.nn.backends.convert import convert_backend
     except ImportError as err:
         raise ConfigError(f"backend {backend!r} is not available in this installation ({err})") from None
     return convert_backend(model, backend)

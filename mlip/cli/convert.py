@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from mlip.cli.common import run_cli
+from mlip.device import resolve_dtype
 from mlip.errors import ConfigError
 
 
@@ -34,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "backend":
-        from mlip.nn.backends import convert_model_file
+        from mlip.io.model_file import convert_model_file
 
         diff = convert_model_file(args.model, args.output, args.backend)
         print(f"wrote {args.output}: backend {args.backend}, checked against the source model (max rel. diff {diff:.1e})")
@@ -42,7 +41,7 @@ def _main(argv: list[str] | None) -> int:
     from mlip.io.mace import convert_mace_files, convert_mace_model_file
     from mlip.io.model_file import save_model
 
-    dtype = torch.float64 if args.dtype == "float64" else torch.float32
+    dtype = resolve_dtype(args.dtype, key="--dtype")
     if args.model:
         if args.hyperparameters or args.state_dict:
             raise ConfigError("from-mace: give either --model or --hyperparameters with --state-dict, not both")

@@ -24,7 +24,9 @@ import mlip
 from mlip.device import DTYPES, dtype_name
 from mlip.errors import ModelFileError
 from mlip.nn.hparams import ModelHyperparameters
-from mlip.nn.model import MACE, build_model, refresh_wigner_buffers
+from mlip.nn.backends.convert import convert_backend, verify_backends_agree
+from mlip.nn.model import MACE, build_model
+from mlip.nn.wigner import refresh_wigner_buffers
 
 FORMAT = "mlip-model"
 FORMAT_VERSION = 1
@@ -134,3 +136,19 @@ def load_model(path: str | Path, device: str | torch.device | None = None, dtype
     model.eval()
     model.default_head = (info.get("metadata") or {}).get("default_head")  # head used when none is asked for
     return model
+
+
+def convert_model_file(path_in: str | Path, path_out: str | Path, backend: str) -> float:
+    """Load ``path_in``, convert it to ``backend``, verify it, write ``path_out`` atomically.
+
+    Returns the measured relative difference (:func:`mlip.nn.backends.convert.verify_backends_agree`).
+    Nothing is written when the check fails. The metadata gains ``backend_converted_from``.
+    """
+    info, _ = read_model_info(path_in)
+    model = load_model(path_in)
+    new = convert_backend(model, backend, check=False)
+    diff = verify_backends_agree(model, new, what=f"{path_in}: conversion to {backend}")
+    metadata = dict(info.get("metadata") or {})
+    metadata["backend_converted_from"] = str(path_in)
+    save_model(new, path_out, metadata=metadata)
+    return diff

@@ -12,8 +12,6 @@ The batch format and outputs are those of docs/architecture.md.
 
 from __future__ import annotations
 
-import re
-
 import torch
 from e3nn import o3
 
@@ -25,24 +23,7 @@ from mlip.nn.layers import make_linear
 from mlip.nn.pair import ZBL
 from mlip.nn.radial import RadialEmbedding
 from mlip.nn.readout import LinearReadout, MLPReadout, ProductBlock
-
-_W3J = re.compile(r"(?:^|\.)_w3j_(\d+)_(\d+)_(\d+)$")
-
-
-def refresh_wigner_buffers(module: torch.nn.Module) -> None:
-    """Recompute e3nn's cached ``_w3j_*`` buffers in float64 and cast them to their current dtype.
-
-    e3nn builds them in the default dtype at construction; a model built under float32 and cast to
-    float64 would otherwise carry float32-rounded coupling coefficients.
-    """
-    for name, buf in list(module.named_buffers()):
-        m = _W3J.search(name)
-        if m is None:
-            continue
-        l1, l2, l3 = (int(g) for g in m.groups())
-        exact = o3.wigner_3j(l1, l2, l3, dtype=torch.float64).to(dtype=buf.dtype, device=buf.device)
-        with torch.no_grad():
-            buf.copy_(exact)
+from mlip.nn.wigner import refresh_wigner_buffers
 
 
 def interaction_irreps(max_ell: int, num_channels: int) -> o3.Irreps:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from mlip.nn.hparams import ModelHyperparameters
-from mlip.nn.model import build_model, refresh_wigner_buffers
+from mlip.nn.model import build_model
+from mlip.nn.wigner import refresh_wigner_buffers
 
 COMMON = dict(
     r_max=3.0,

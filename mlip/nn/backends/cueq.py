@@ -74,7 +74,7 @@ def cue_irreps(irreps: o3.Irreps | str):
 
 def _float64_reference(module: torch.nn.Module) -> torch.nn.Module:
     """A float64 CPU copy of an e3nn module with exact Wigner-3j buffers."""
-    from mlip.nn.model import refresh_wigner_buffers
+    from mlip.nn.wigner import refresh_wigner_buffers
 
     ref = copy.deepcopy(module).to(device="cpu", dtype=torch.float64)
     refresh_wigner_buffers(ref)
