@@ -12,11 +12,13 @@ Both :class:`LLPR` and :class:`Committee` plug into :class:`mlip.calculator.MLIP
 ``uncertainty=`` argument (an object with ``potential(model)``). See docs/uncertainty.md.
 """
 
+from mlip.uncertainty.committee import Committee, CommitteePotential
 from mlip.uncertainty.core import Calibration, calibrate, difference_sigma, predictive_variance, scale_calibration
 from mlip.uncertainty.features import feature_dim, readout_weights
+from mlip.uncertainty.frames import energy_difference_uncertainty, predict_frames
 from mlip.uncertainty.llpr import LLPR, HeadLLPR, LLPRPotential, fit_llpr, load_llpr, save_llpr_model
 
 __all__ = [
-    "LLPR", "Calibration", "HeadLLPR", "LLPRPotential", "calibrate", "difference_sigma", "feature_dim",
-    "fit_llpr", "load_llpr", "predictive_variance", "readout_weights", "save_llpr_model", "scale_calibration",
+    "LLPR", "Calibration", "Committee", "CommitteePotential", "HeadLLPR", "LLPRPotential", "calibrate", "difference_sigma", "energy_difference_uncertainty", "feature_dim",
+    "fit_llpr", "load_llpr", "predict_frames", "predictive_variance", "readout_weights", "save_llpr_model", "scale_calibration",
 ]
