@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mlip.data.configuration import PROPERTIES, Configuration
+from mlip.data.head_statistics import make_record, spec_name, to_json
 from mlip.data.io import is_isolated_atom
 from mlip.data.neighbors import neighbor_list
 from mlip.data.ondisk_read import _F, _I, FLOAT_COLUMNS, FORMAT, INT_COLUMNS, VERSION, describe_ondisk
@@ -161,109 +162,118 @@ def _e0s_from_normal_equations(ata: np.ndarray, atb: np.ndarray, zs: Sequence[in
     return {int(z): float(solution[k]) for k, z in enumerate(zs)}
 
 
+_Chunk = tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]
+
+
+def _chunks(f: Any, chunk: int) -> Iterator[_Chunk]:
+    """``(frame_i8, frame_f8, first atom, numbers, forces)`` per chunk of frames of an open file."""
+    n = f["frame_i8"].shape[0]
+    for s in range(0, n, chunk):
+        i8 = f["frame_i8"][s:s + chunk]
+        f8 = f["frame_f8"][s:s + chunk]
+        lo, hi = int(i8[0, 0]), int(i8[-1, 0] + i8[-1, 1])
+        yield i8, f8, lo, f["numbers"][lo:hi], f["forces"][lo:hi]
+
+
+def _is_isolated_row(i8: np.ndarray) -> bool:
+    """One atom and no periodicity: an isolated-atom frame (left out of every statistic but E0s)."""
+    return int(i8[_I["n_atoms"]]) == 1 and not i8[_I["pbc0"]:_I["pbc2"] + 1].any()
+
+
+def _first_pass(f: Any, n_heads: int, col: dict[int, int], chunk: int) -> list[dict[str, Any]]:
+    """Per head: frame and label counts, edge and atom counts, sum of squared force components, and the
+    normal equations ``A^T A``, ``A^T E`` of the E0 fit (A: element counts of frames with an energy)."""
+    nz = len(col)
+    acc = [{"ata": np.zeros((nz, nz)), "atb": np.zeros(nz), "edges": 0, "atoms": 0, "f2": 0.0, "fn": 0,
+            "n_frames": 0, "counts": {p: 0 for p in PROPERTIES}} for _ in range(n_heads)]
+    for i8, f8, lo, numbers, forces in _chunks(f, chunk):
+        for k in range(i8.shape[0]):
+            a = acc[int(i8[k, _I["head"]])]
+            a["n_frames"] += 1
+            for p in PROPERTIES:
+                a["counts"][p] += int(i8[k, _I[f"has_{p}"]])
+            if _is_isolated_row(i8[k]):
+                continue  # isolated atom: E0s only
+            s0, na = int(i8[k, 0]) - lo, int(i8[k, 1])
+            counts = np.bincount([col[int(z)] for z in numbers[s0:s0 + na]], minlength=nz).astype(float)
+            if i8[k, _I["has_energy"]]:
+                a["ata"] += np.outer(counts, counts)
+                a["atb"] += counts * f8[k, _F["energy"]]
+            a["edges"] += int(i8[k, _I["n_edges"]])
+            a["atoms"] += na
+            if i8[k, _I["has_forces"]]:
+                fr = forces[s0:s0 + na]
+                a["f2"] += float((fr * fr).sum())
+                a["fn"] += fr.size
+    return acc
+
+
+def _head_e0s(spec: Any, acc: dict[str, Any], isolated: Sequence[Configuration], zs: list[int],
+              name: str) -> dict[int, float]:
+    """E0s of one head from its setting: none, isolated atoms, the streamed fit, or a mapping."""
+    from mlip.data import stats
+
+    if spec is None:
+        return {}
+    if isinstance(spec, str) and spec == "isolated":
+        return stats.e0s_from_isolated_atoms([c for c in isolated if c.head == name], zs, name)
+    if isinstance(spec, str) and spec in ("fit", "average", "least_squares"):
+        return _e0s_from_normal_equations(acc["ata"], acc["atb"], zs, name)
+    return stats.compute_e0s(spec, [], zs, name)
+
+
+def _interaction_sums(f: Any, e0s: list[dict[int, float]], col: dict[int, int], chunk: int) -> list[list[float]]:
+    """Second pass, per head with E0s: sum, sum of squares and count of ``(E - sum E0) / N`` (eV/atom)."""
+    sums = [[0.0, 0.0, 0] for _ in e0s]
+    e0_vec = [np.array([e0.get(z, np.nan) for z in col]) for e0 in e0s]
+    for i8, f8, lo, numbers, _ in _chunks(f, chunk):
+        for k in range(i8.shape[0]):
+            h = int(i8[k, _I["head"]])
+            if not i8[k, _I["has_energy"]] or _is_isolated_row(i8[k]) or not e0s[h]:
+                continue
+            s0, na = int(i8[k, 0]) - lo, int(i8[k, 1])
+            e_ref = sum(e0_vec[h][col[int(z)]] for z in numbers[s0:s0 + na])
+            x = (f8[k, _F["energy"]] - e_ref) / na
+            s = sums[h]
+            s[0] += x
+            s[1] += x * x
+            s[2] += 1
+    return sums
+
+
 def compute_ondisk_statistics(
     path: str | os.PathLike, e0s: Any, isolated: Sequence[Configuration] = (), chunk: int = 4096,
     head_e0s: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Per-head statistics of a written (possibly incomplete) file, streamed in chunks of frames.
+    """Per-head statistics of a written (possibly incomplete) file, streamed in chunks of frames: the
+    :class:`mlip.data.head_statistics.HeadStatistics` record of each head in its stored (JSON) form,
+    plus ``"_atomic_numbers"``: the elements of the file and of ``isolated``.
 
     ``e0s``: "isolated" (from ``isolated`` frames), "fit" (least squares over the file's frames with an
     energy, isolated atoms excluded), a mapping element -> eV, or None (E0-dependent statistics not
     computed, e.g. for validation files); ``head_e0s`` overrides it per head. The other statistics leave
-    isolated atoms out, as :mod:`mlip.data.stats` does.
+    isolated atoms out, as :func:`mlip.data.head_statistics.head_statistics` does.
     """
     import h5py
 
-    from mlip.data import stats
-
     with h5py.File(path, "r") as f:
-        heads = json.loads(f.attrs["heads"]) if "heads" in f.attrs else None
-        n = f["frame_i8"].shape[0]
+        heads = json.loads(f.attrs["heads"]) if "heads" in f.attrs else []
         numbers_all = f["numbers"]
         zs = sorted({int(z) for s in range(0, numbers_all.shape[0], 1 << 20) for z in np.unique(numbers_all[s:s + (1 << 20)])}
                     | {int(z) for c in isolated for z in c.numbers})
         col = {z: k for k, z in enumerate(zs)}
-
-        def frames() -> Iterator[tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]]:
-            for s in range(0, n, chunk):
-                i8 = f["frame_i8"][s:s + chunk]
-                f8 = f["frame_f8"][s:s + chunk]
-                lo, hi = int(i8[0, 0]), int(i8[-1, 0] + i8[-1, 1])
-                yield i8, f8, lo, f["numbers"][lo:hi], f["forces"][lo:hi]
-
-        head_idx = range(len(heads)) if heads is not None else range(0)
-        acc: dict[int, dict[str, Any]] = {
-            h: {"ata": np.zeros((len(zs), len(zs))), "atb": np.zeros(len(zs)), "edges": 0, "atoms": 0,
-                "f2": 0.0, "fn": 0, "n_frames": 0, "counts": {p: 0 for p in PROPERTIES}}
-            for h in head_idx
-        }
-        for i8, f8, lo, numbers, forces in frames():
-            for k in range(i8.shape[0]):
-                h = int(i8[k, _I["head"]])
-                a = acc[h]
-                a["n_frames"] += 1
-                s0, na = int(i8[k, 0]) - lo, int(i8[k, 1])
-                for p in PROPERTIES:
-                    a["counts"][p] += int(i8[k, _I[f"has_{p}"]])
-                cell_pbc = i8[k, _I["pbc0"]:_I["pbc2"] + 1].any()
-                if na == 1 and not cell_pbc:
-                    continue  # isolated atom: E0s only
-                counts = np.bincount([col[int(z)] for z in numbers[s0:s0 + na]], minlength=len(zs)).astype(float)
-                if i8[k, _I["has_energy"]]:
-                    a["ata"] += np.outer(counts, counts)
-                    a["atb"] += counts * f8[k, _F["energy"]]
-                a["edges"] += int(i8[k, _I["n_edges"]])
-                a["atoms"] += na
-                if i8[k, _I["has_forces"]]:
-                    fr = forces[s0:s0 + na]
-                    a["f2"] += float((fr * fr).sum())
-                    a["fn"] += fr.size
-        result: dict[str, dict[str, Any]] = {}
-        for h in head_idx:
-            name = heads[h]
-            a = acc[h]
-            spec = (head_e0s or {}).get(name, e0s)
-            if spec is None:
-                e0 = {}
-            elif isinstance(spec, str) and spec == "isolated":
-                e0 = stats.e0s_from_isolated_atoms([c for c in isolated if c.head == name], zs, name)
-            elif isinstance(spec, str) and spec in ("fit", "average", "least_squares"):
-                e0 = _e0s_from_normal_equations(a["ata"], a["atb"], zs, name)
-            else:
-                e0 = stats.compute_e0s(spec, [], zs, name)
-            result[name] = {
-                "e0s": {str(z): v for z, v in e0.items()},
-                "e0s_spec": spec if isinstance(spec, str) or spec is None else "mapping",
-                "avg_num_neighbors": a["edges"] / a["atoms"] if a["atoms"] else 0.0,
-                "n_edges": a["edges"], "n_atoms": a["atoms"],
-                "rms_forces": float(np.sqrt(a["f2"] / a["fn"])) if a["fn"] else None,
-                "n_frames": a["n_frames"], "label_counts": a["counts"],
-            }
-        # second streamed pass: interaction energy per atom needs the E0s
-        sums = {h: [0.0, 0.0, 0] for h in head_idx}
-        e0_vec = {h: np.array([result[heads[h]]["e0s"].get(str(z), np.nan) for z in zs]) for h in head_idx}
-        for i8, f8, lo, numbers, _ in frames():
-            for k in range(i8.shape[0]):
-                if not i8[k, _I["has_energy"]]:
-                    continue
-                s0, na = int(i8[k, 0]) - lo, int(i8[k, 1])
-                if na == 1 and not i8[k, _I["pbc0"]:_I["pbc2"] + 1].any():
-                    continue
-                h = int(i8[k, _I["head"]])
-                if not result[heads[h]]["e0s"]:
-                    continue
-                e_ref = sum(e0_vec[h][col[int(z)]] for z in numbers[s0:s0 + na])
-                x = (f8[k, _F["energy"]] - e_ref) / na
-                s = sums[h]
-                s[0] += x
-                s[1] += x * x
-                s[2] += 1
-        for h in head_idx:
-            s1, s2, m = sums[h]
-            mean = s1 / m if m else None
-            result[heads[h]]["mean_interaction_energy"] = mean
-            result[heads[h]]["std_interaction_energy"] = float(np.sqrt(max(s2 / m - mean * mean, 0.0))) if m else None
-        result["_atomic_numbers"] = zs  # type: ignore[assignment]
+        acc = _first_pass(f, len(heads), col, chunk)
+        specs = [(head_e0s or {}).get(name, e0s) for name in heads]
+        e0 = [_head_e0s(spec, a, isolated, zs, name) for spec, a, name in zip(specs, acc, heads)]
+        sums = _interaction_sums(f, e0, col, chunk)
+    result: dict[str, Any] = {}
+    for name, spec, a, e, (s1, s2, m) in zip(heads, specs, acc, e0, sums):
+        mean = s1 / m if m else None
+        std = float(np.sqrt(max(s2 / m - mean * mean, 0.0))) if m else None
+        rms = float(np.sqrt(a["f2"] / a["fn"])) if a["fn"] else None
+        record = make_record(e, spec_name(spec), a["n_frames"], a["atoms"], a["edges"], rms, mean, std, a["counts"])
+        result[name] = to_json(record)
+    result["_atomic_numbers"] = zs
     return result
 
 

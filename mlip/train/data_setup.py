@@ -26,7 +26,9 @@ from mlip.config import Config, HeadConfig, resolve_heads
 from mlip.data.batch import collate, make_loader
 from mlip.data.configuration import Configuration
 from mlip.data.coverage import check_coverage, format_coverage_table
+from mlip.data import head_statistics as head_stats
 from mlip.data.graph import configuration_to_graph, graph_sizes
+from mlip.data.head_statistics import HeadStatistics
 from mlip.data.io import is_isolated_atom, read_configurations
 from mlip.data.neighbors import neighbor_list
 from mlip.data.ondisk import OnDiskDataset, OnDiskFile, is_ondisk_path, make_ondisk_loader
@@ -186,41 +188,38 @@ def eval_batches(
     return EvalSource(name="", batches=batches)
 
 
+def hparams_from_records(
+    cfg: Config, records: dict[str, HeadStatistics], zs: Sequence[int], avg_num_neighbors: float | None = None,
+    log: Any = print, note: str = "",
+) -> ModelHyperparameters:
+    """Model hyper-parameters from the config and one statistics record per head (in-memory or stored):
+    E0s, scale and shift per head; the mean neighbour count over all heads unless given."""
+    from ase.data import chemical_symbols
+
+    names = list(records)
+    e0s = [[float(r["e0s"][z]) for z in zs] for r in records.values()]
+    scale, shift = zip(*(head_stats.scale_shift(r, cfg.model.scaling) for r in records.values())) if names else ((), ())
+    avg_nn = head_stats.mean_neighbours(list(records.values())) if avg_num_neighbors is None else avg_num_neighbors
+    hp = ModelHyperparameters(atomic_numbers=list(zs), heads=names, atomic_energies=e0s, scale=list(scale),
+                              shift=list(shift), avg_num_neighbors=float(avg_nn), **cfg.model_kwargs())
+    for i, name in enumerate(names):
+        pretty = ", ".join(f"{chemical_symbols[z]}: {e:.4f}" for z, e in zip(zs, e0s[i]))
+        log(f"head {name}: E0s (eV) {{{pretty}}}; scale {scale[i]:.4g}, shift {shift[i]:.4g} eV/atom{note}")
+    log(f"average number of neighbours: {avg_nn:.4f}")
+    return hp
+
+
 def build_hparams(cfg: Config, heads: dict[str, HeadData], log: Any = print) -> ModelHyperparameters:
-    """Model hyper-parameters from the config plus training-set statistics."""
-    names = list(heads)
-    train_all = [c for hd in heads.values() for c in hd.train]
+    """Model hyper-parameters from the config plus training-set statistics (one record per head)."""
     zs = sorted({int(z) for hd in heads.values() for split in SPLITS for c in getattr(hd, split) for z in c.numbers})
     zs = sorted(set(zs) | {int(z) for hd in heads.values() for c in hd.isolated for z in c.numbers})
-    e0s = []
+    r_max = float(cfg.model.r_max)
+    records: dict[str, HeadStatistics] = {}
     for name, hd in heads.items():
         where = f"data.heads.{name}.e0s" if cfg.data.heads else "data.e0s"
         e0 = statistics.atomic_energies(hd.spec.e0s, hd.train, hd.isolated, zs, head=name, where=where)
-        e0s.append([float(e0[z]) for z in zs])
-    r_max = float(cfg.model.r_max)
-    avg_nn = statistics.avg_num_neighbors(train_all, r_max)
-    scale, shift = [], []
-    for i, (name, hd) in enumerate(heads.items()):
-        e0_map = dict(zip(zs, e0s[i]))
-        sc, sh = statistics.scale_shift(hd.train, e0_map, cfg.model.scaling)
-        scale.append(sc)
-        shift.append(sh)
-    hp = ModelHyperparameters(
-        atomic_numbers=zs,
-        heads=names,
-        atomic_energies=e0s,
-        scale=scale,
-        shift=shift,
-        avg_num_neighbors=avg_nn,
-        **cfg.model_kwargs(),
-    )
-    from ase.data import chemical_symbols
-
-    for i, name in enumerate(names):
-        pretty = ", ".join(f"{chemical_symbols[z]}: {e:.4f}" for z, e in zip(zs, e0s[i]))
-        log(f"head {name}: E0s (eV) {{{pretty}}}; scale {scale[i]:.4g}, shift {shift[i]:.4g} eV/atom")
-    log(f"average number of neighbours: {avg_nn:.4f}")
-    return hp
+        records[name] = head_stats.head_statistics(hd.train, e0, r_max, hd.spec.e0s)
+    return hparams_from_records(cfg, records, zs, log=log)
 
 
 def _in_memory_data(cfg: Config, hooks: TrainerHooks, dtype: torch.dtype, log: Any) -> TrainingData:
@@ -274,16 +273,13 @@ def is_ondisk_config(cfg: Config) -> bool:
     return True
 
 
-def hparams_from_statistics(cfg: Config, files: Sequence[OnDiskFile], heads: Sequence[str],
-                            sample: OnDiskDataset | None = None, log: Any = print) -> ModelHyperparameters:
-    """Model hyper-parameters from the statistics stored in on-disk files (first file holding each head)."""
-    zs = sorted({int(z) for f in files for z in f.atomic_numbers})
-    r_max = float(cfg.model.r_max)
-    e0s, scale, shift = [], [], []
-    edges = atoms = 0.0
+def _stored_records(cfg: Config, files: Sequence[OnDiskFile], heads: Sequence[str],
+                    zs: Sequence[int]) -> dict[str, HeadStatistics]:
+    """Each head's record from the first file holding it; its E0s must be those the config asks for."""
+    records: dict[str, HeadStatistics] = {}
+    spec = cfg.data.e0s
     for name in heads:
         st = next(f.statistics[name] for f in files if name in f.statistics)
-        spec = cfg.data.e0s
         if isinstance(spec, dict):
             e0 = statistics.atomic_energies(spec, [], [], zs, head=name)
             if st.get("e0s_spec") != "mapping" or any(abs(e0[z] - st["e0s"].get(str(z), np.nan)) > 1e-12 for z in zs):
@@ -295,42 +291,38 @@ def hparams_from_statistics(cfg: Config, files: Sequence[OnDiskFile], heads: Seq
         missing = [z for z in zs if str(z) not in st["e0s"]]
         if missing:
             raise DataError(f"{files[0].path}: head '{name}': key 'statistics': no E0 for Z={missing}")
-        e0s.append([float(st["e0s"][str(z)]) for z in zs])
-        mode = cfg.model.scaling
-        mean, std, rms = st.get("mean_interaction_energy"), st.get("std_interaction_energy"), st.get("rms_forces")
-        sh = float(mean) if mean is not None else 0.0
-        sc = 1.0 if mode == "none" else (std if mode == "std" else rms)
-        sc = 1.0 if sc is None or not np.isfinite(sc) or sc < 1e-12 else float(sc)
-        scale.append(sc)
-        shift.append(sh)
-    for f in files:
-        for st in f.statistics.values():
-            edges += st["n_edges"]
-            atoms += st["n_atoms"]
-    if all(abs(f.stats_r_max - r_max) < 1e-12 for f in files):
-        avg_nn = edges / atoms if atoms else 1.0  # directed edges / atoms over all heads (mlip.data.stats)
+        records[name] = head_stats.from_json(st)
+    return records
+
+
+def _sampled_neighbours(sample: OnDiskDataset, r_max: float, log: Any) -> float:
+    """Mean neighbour count at ``r_max`` estimated from up to 2000 frames (seeded draw)."""
+    n = min(len(sample), 2000)
+    idx = np.random.default_rng(0).choice(len(sample), size=n, replace=False)
+    e = a = 0
+    for i in idx:
+        c, _ = sample.read_frame(int(i))
+        if is_isolated_atom(c):
+            continue
+        e += neighbor_list(c.positions, c.cell, c.pbc, r_max)[0].shape[0]
+        a += c.n_atoms
+    log(f"model.r_max {r_max} differs from the preprocessing cutoff {sample.files[0].stats_r_max}: average "
+        f"number of neighbours estimated from {n} sampled frames")
+    return e / a if a and e else 1.0
+
+
+def hparams_from_statistics(cfg: Config, files: Sequence[OnDiskFile], heads: Sequence[str],
+                            sample: OnDiskDataset | None = None, log: Any = print) -> ModelHyperparameters:
+    """Model hyper-parameters from the statistics stored in on-disk files (first file holding each head)."""
+    zs = sorted({int(z) for f in files for z in f.atomic_numbers})
+    r_max = float(cfg.model.r_max)
+    records = _stored_records(cfg, files, heads, zs)
+    if all(abs(f.stats_r_max - r_max) < 1e-12 for f in files):  # directed edges / atoms over all heads
+        avg_nn = head_stats.mean_neighbours([head_stats.from_json(st) for f in files for st in f.statistics.values()])
     else:
         assert sample is not None
-        n = min(len(sample), 2000)
-        idx = np.random.default_rng(0).choice(len(sample), size=n, replace=False)
-        e = a = 0
-        for i in idx:
-            c, _ = sample.read_frame(int(i))
-            if is_isolated_atom(c):
-                continue
-            e += neighbor_list(c.positions, c.cell, c.pbc, r_max)[0].shape[0]
-            a += c.n_atoms
-        avg_nn = e / a if a else 1.0
-        log(f"model.r_max {r_max} differs from the preprocessing cutoff {files[0].stats_r_max}: average number "
-            f"of neighbours estimated from {n} sampled frames")
-    avg_nn = avg_nn if avg_nn > 0 else 1.0
-    hp = ModelHyperparameters(atomic_numbers=zs, heads=list(heads), atomic_energies=e0s, scale=scale, shift=shift,
-                              avg_num_neighbors=float(avg_nn), **cfg.model_kwargs())
-    for i, name in enumerate(heads):
-        log(f"head {name}: E0s (eV) {dict(zip(zs, e0s[i]))}; scale {scale[i]:.4g}, shift {shift[i]:.4g} eV/atom "
-            "(stored statistics)")
-    log(f"average number of neighbours: {avg_nn:.4f}")
-    return hp
+        avg_nn = _sampled_neighbours(sample, r_max, log)
+    return hparams_from_records(cfg, records, zs, avg_nn, log, note=" (stored statistics)")
 
 
 def _ondisk_splits(cfg: Config, train: OnDiskDataset, head_names: list[str]) -> dict[str, Any]:
