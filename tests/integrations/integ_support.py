@@ -42,7 +42,9 @@ def tiny_model(num_interactions: int = 2, seed: int = 0, r_max: float = 4.0) -> 
         pair_repulsion=True,
     )
     generator = torch.Generator().manual_seed(seed)
-    model = build_model(hparams, dtype=torch.float64)
+    with torch.random.fork_rng(devices=[]):  # build_model initialises from the global generator
+        torch.manual_seed(seed)
+        model = build_model(hparams, dtype=torch.float64)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype))
