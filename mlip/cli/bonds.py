@@ -14,7 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlip-bonds", description="Edge/bond energy decomposition (E3D) of a model.")
     p.add_argument("--model", required=True, help="model file (model.pt)")
     p.add_argument("--data", required=True, help="structures (extended XYZ or anything ASE reads)")
-    p.add_argument("--head", default=None, help="head to use for every frame (default: the model's first head)")
+    p.add_argument("--head", default=None, help="head to use for every frame (default: the model's default_head, e.g. a "
+                   "fine-tuned model's finetune.default_head, else its first head)")
     p.add_argument("--method", default=None, choices=["readout", "attribution"],
                    help="readout (models with edge_energy_readout; the default for them) or attribution "
                    "(integrated gradients of edge gates; any model)")
@@ -55,10 +56,13 @@ def _main(argv: list[str] | None) -> int:
         raise ConfigError(f"--method readout: {args.model} has no edge-energy readout; use --method attribution")
     if args.head is not None and args.head not in model.heads:
         raise ConfigError(f"--head: unknown head {args.head!r}; the model has {model.heads}")
+    head = args.head if args.head is not None else getattr(model, "default_head", None)
+    if head is not None and head not in model.heads:
+        head = None  # a stale default_head: fall back to the first head
     configs = read_configurations(args.data, energy_key=args.energy_key, index=args.index,
                                   allowed_numbers=model.atomic_numbers)
     summary = write_report(
-        model, configs, args.output, head=args.head, method=method, nodes=args.nodes,
+        model, configs, args.output, head=head, method=method, nodes=args.nodes,
         batch_size=args.batch_size, factor=args.bond_factor, max_distance=args.max_bond, plots=not args.no_plots,
     )
     print(f"{summary['n_structures']} structures, {summary['n_edges']} edges, {summary['n_bonds']} bonds "

@@ -60,12 +60,15 @@ def format_coverage_table(rows: Sequence[CoverageRow] | Mapping[str, Sequence[Co
 def check_coverage(
     splits: Mapping[str, Sequence[Configuration]], loss_weights: Mapping[str, float],
     check_splits: Sequence[str] = ("train", "valid"),
+    keys: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
     """Raise DataError when a property with a non-zero loss weight is carried by no frame of a split.
 
     Every head of the checked splits (``train`` and, when present and non-empty, ``valid``) must carry
     each weighted property in at least one frame. A head present only in some splits is checked where
     it appears. ``loss_weights`` maps energy/forces/stress/virials to weights; unknown keys are ignored.
+    ``keys`` (head -> property -> label key as the user typed it, e.g. ``{"Default": {"energy": "enrgy"}}``)
+    lets the message name the key that was looked for; the message also names the files of the frames.
     """
     weighted = [p for p in PROPERTIES if float(loss_weights.get(p, 0.0) or 0.0) != 0.0]
     for split in check_splits:
@@ -77,8 +80,13 @@ def check_coverage(
         for row in label_coverage({split: configs}):
             for prop in weighted:
                 if row.count(prop) == 0:
+                    key = ((keys or {}).get(row.head) or {}).get(prop, prop)
+                    files = list(dict.fromkeys(c.source.rsplit(":", 1)[0] for c in configs
+                                               if c.head == row.head and c.source))
+                    where = ", ".join(files[:3]) + (" ..." if len(files) > 3 else "")
                     raise DataError(
-                        f"split '{split}': head '{row.head}': key '{prop}': loss weight "
-                        f"{loss_weights[prop]} but none of its {row.frames} frames carries a {prop} label "
-                        "(check the key names, or set the weight to 0)"
+                        f"{where or f'split {split!r}'}: key '{key}': no frame of split '{split}' (head "
+                        f"'{row.head}', {row.frames} frames) carries the {prop} label under '{key}' (looked in "
+                        f"info, arrays and calculator results) but its loss weight is {loss_weights[prop]}; "
+                        f"check the {prop} key name (mlip-data summary FILE lists the keys), or set the weight to 0"
                     )

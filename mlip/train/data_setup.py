@@ -5,7 +5,7 @@ The one data path of a training run (:func:`prepare_data`):
 1. per-head settings resolved once (:func:`mlip.config.resolve_heads`);
 2. frames read once per head (:func:`load_datasets`; isolated atoms set apart there), or lazy on-disk
    datasets opened (:func:`ondisk_training_data`);
-3. statistics computed once as one per-head record (:func:`mlip.data.stats.compute_statistics`, or the
+3. statistics computed once as one per-head record (:func:`mlip.data.stats.head_statistics`, or the
    record stored in the .h5 file by ``mlip-preprocess``);
 4. hyper-parameters built once from those records (:func:`mlip.train.statistics.hparams_from_records`);
 5. graphs and the training loader.
@@ -26,13 +26,13 @@ from mlip.config import Config, HeadConfig, resolve_heads
 from mlip.data.batch import collate, make_loader
 from mlip.data.configuration import Configuration
 from mlip.data.coverage import check_coverage, format_coverage_table
-from mlip.data import head_statistics as head_stats
+from mlip.data import stats as data_stats
 from mlip.data.graph import configuration_to_graph, graph_sizes
-from mlip.data.head_statistics import HeadStatistics
 from mlip.data.io import is_isolated_atom, read_configurations
 from mlip.data.neighbors import neighbor_list
 from mlip.data.ondisk import OnDiskDataset, OnDiskFile, is_ondisk_path, make_ondisk_loader
 from mlip.data.splits import random_split
+from mlip.data.stats import HeadStatistics
 from mlip.errors import ConfigError, DataError
 from mlip.nn.hparams import ModelHyperparameters
 from mlip.train import statistics
@@ -145,7 +145,8 @@ def check_label_coverage(cfg: Config, heads: dict[str, HeadData], log: Any = pri
                 weights[p] = v
     splits = {s: [c for hd in heads.values() for c in getattr(hd, s)] for s in SPLITS}
     log("label coverage (frames carrying each label):\n" + format_coverage_table(splits))
-    check_coverage(splits, weights)
+    keys = {n: {p: getattr(hd.spec, f"{p}_key") or p for p in PROPERTIES} for n, hd in heads.items()}
+    check_coverage(splits, weights, keys=keys)  # messages name the keys as typed
 
 
 def data_summary(heads: dict[str, HeadData]) -> str:
@@ -198,8 +199,8 @@ def hparams_from_records(
 
     names = list(records)
     e0s = [[float(r["e0s"][z]) for z in zs] for r in records.values()]
-    scale, shift = zip(*(head_stats.scale_shift(r, cfg.model.scaling) for r in records.values())) if names else ((), ())
-    avg_nn = head_stats.mean_neighbours(list(records.values())) if avg_num_neighbors is None else avg_num_neighbors
+    scale, shift = zip(*(data_stats.scale_shift(r, cfg.model.scaling) for r in records.values())) if names else ((), ())
+    avg_nn = data_stats.mean_neighbours(list(records.values())) if avg_num_neighbors is None else avg_num_neighbors
     hp = ModelHyperparameters(atomic_numbers=list(zs), heads=names, atomic_energies=e0s, scale=list(scale),
                               shift=list(shift), avg_num_neighbors=float(avg_nn), **cfg.model_kwargs())
     for i, name in enumerate(names):
@@ -217,8 +218,8 @@ def build_hparams(cfg: Config, heads: dict[str, HeadData], log: Any = print) -> 
     records: dict[str, HeadStatistics] = {}
     for name, hd in heads.items():
         where = f"data.heads.{name}.e0s" if cfg.data.heads else "data.e0s"
-        e0 = statistics.atomic_energies(hd.spec.e0s, hd.train, hd.isolated, zs, head=name, where=where)
-        records[name] = head_stats.head_statistics(hd.train, e0, r_max, hd.spec.e0s)
+        e0 = statistics.atomic_energies(hd.spec.e0s, hd.train, hd.isolated, zs, head=name, where=where, log=log)
+        records[name] = data_stats.head_statistics(hd.train, e0, r_max, hd.spec.e0s)
     return hparams_from_records(cfg, records, zs, log=log)
 
 
@@ -291,7 +292,7 @@ def _stored_records(cfg: Config, files: Sequence[OnDiskFile], heads: Sequence[st
         missing = [z for z in zs if str(z) not in st["e0s"]]
         if missing:
             raise DataError(f"{files[0].path}: head '{name}': key 'statistics': no E0 for Z={missing}")
-        records[name] = head_stats.from_json(st)
+        records[name] = data_stats.from_json(st)
     return records
 
 
@@ -318,7 +319,7 @@ def hparams_from_statistics(cfg: Config, files: Sequence[OnDiskFile], heads: Seq
     r_max = float(cfg.model.r_max)
     records = _stored_records(cfg, files, heads, zs)
     if all(abs(f.stats_r_max - r_max) < 1e-12 for f in files):  # directed edges / atoms over all heads
-        avg_nn = head_stats.mean_neighbours([head_stats.from_json(st) for f in files for st in f.statistics.values()])
+        avg_nn = data_stats.mean_neighbours([data_stats.from_json(st) for f in files for st in f.statistics.values()])
     else:
         assert sample is not None
         avg_nn = _sampled_neighbours(sample, r_max, log)
