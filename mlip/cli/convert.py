@@ -1,7 +1,8 @@
 """``mlip-convert from-mace``: build the mlip model equivalent to a mace-torch model.
 
     mlip-convert from-mace --hyperparameters H.json --state-dict S.npz -o model.pt
-    mlip-convert from-mace --model file.model -o model.pt      (needs mace-torch installed)
+    mlip-convert from-mace file.model -o model.pt   (mace-torch .model, read safely: no mace-torch needed and
+                                                     nothing from the file runs; same as --model file.model)
     mlip-convert backend --model in.pt --backend cueq -o out.pt  (e3nn <-> cuEquivariance, self-checked)
 """
 
@@ -20,9 +21,11 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("from-mace", help="convert a mace-torch model (see docs/model.md)")
     m.add_argument("--hyperparameters", help="mace-torch constructor arguments (JSON)")
     m.add_argument("--state-dict", help="mace-torch state dict as NPZ (one array per key)")
-    m.add_argument("--model", help="mace-torch .model file (requires mace-torch importable)")
+    m.add_argument("source", nargs="?", help="mace-torch .model file (read without mace-torch; no code from it runs)")
+    m.add_argument("--model", help="same as the positional .model file")
     m.add_argument("-o", "--output", required=True, help="output mlip model file")
-    m.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="dtype of the written model")
+    m.add_argument("--dtype", choices=["float64", "float32"], default=None,
+                   help="dtype of the written model (default: the .model file's; float64 for --state-dict)")
     b = sub.add_parser("backend", help="switch a model file between the e3nn and cueq backends (checked, lossless)")
     b.add_argument("--model", required=True, help="input mlip model file")
     b.add_argument("--backend", required=True, choices=["e3nn", "cueq"], help="backend of the written model")
@@ -41,16 +44,19 @@ def _main(argv: list[str] | None) -> int:
     from mlip.io.mace import convert_mace_files, convert_mace_model_file
     from mlip.io.model_file import save_model
 
-    dtype = resolve_dtype(args.dtype, key="--dtype")
-    if args.model:
+    dtype = None if args.dtype is None else resolve_dtype(args.dtype, key="--dtype")
+    if args.source and args.model and args.source != args.model:
+        raise ConfigError("from-mace: give the .model file once (positional or --model)")
+    model_file = args.source or args.model
+    if model_file:
         if args.hyperparameters or args.state_dict:
-            raise ConfigError("from-mace: give either --model or --hyperparameters with --state-dict, not both")
-        model = convert_mace_model_file(args.model, dtype=dtype)
-        source = {"converted_from": str(args.model)}
+            raise ConfigError("from-mace: give either a .model file or --hyperparameters with --state-dict, not both")
+        model = convert_mace_model_file(model_file, dtype=dtype)
+        source = {"converted_from": str(model_file)}
     else:
         if not (args.hyperparameters and args.state_dict):
-            raise ConfigError("from-mace: --hyperparameters and --state-dict are both required (or --model)")
-        model = convert_mace_files(args.hyperparameters, args.state_dict, dtype=dtype)
+            raise ConfigError("from-mace: --hyperparameters and --state-dict are both required (or a .model file)")
+        model = convert_mace_files(args.hyperparameters, args.state_dict, dtype=dtype or resolve_dtype("float64"))
         source = {"converted_from": [str(args.hyperparameters), str(args.state_dict)]}
     save_model(model, args.output, metadata=source)
     print(f"wrote {args.output}: elements {model.atomic_numbers}, heads {model.heads}, r_max {model.r_max}")

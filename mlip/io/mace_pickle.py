@@ -244,3 +244,31 @@ def module_state_dict(module: Record, prefix: str = "") -> dict[str, torch.Tenso
         if isinstance(sub, Record):
             out.update(module_state_dict(sub, f"{prefix}{name}."))
     return out
+
+
+def is_mace_model_file(path: str | Path) -> bool:
+    """True if ``path`` is a torch zip archive whose pickle starts with a ``mace.`` class (content, not suffix).
+
+    Only the pickle's opcodes are scanned (``pickletools.genops``); nothing is unpickled."""
+    import pickletools
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
+            if len(names) != 1:
+                return False
+            data = archive.read(names[0])
+    except (OSError, zipfile.BadZipFile):
+        return False
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                return str(arg).startswith("mace.")
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+                strings.append(str(arg))
+            if op.name == "STACK_GLOBAL":
+                return len(strings) >= 2 and strings[-2].startswith("mace.")
+    except Exception:  # malformed pickle: not a mace model
+        return False
+    return False

@@ -15,7 +15,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "nn"))
 from graphs import FIXTURES, atoms_structures, make_batch  # noqa: E402
 
 from mlip.cli.convert import main  # noqa: E402
-from mlip.errors import ConfigError  # noqa: E402
 from mlip.io.model_file import load_model  # noqa: E402
 
 
@@ -57,43 +56,31 @@ def test_convert_float32(tmp_path):
     np.testing.assert_allclose(res["energy"].detach().double().numpy(), ref["Default/energy"], rtol=1e-6, atol=0)
 
 
-def test_convert_mace_model_file_route(tmp_path, monkeypatch):
-    """The .model route with a stand-in for mace-torch: config objects (callables, tensors, Irreps-like)."""
-    import json
-    import types
+def test_convert_cli_model_file(tmp_path, capsys):
+    """``mlip-convert from-mace X.model -o model.pt`` with a real mace-torch 0.3.6 file (no mace-torch here)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from mace_support import OLD_FIXTURES, assert_float64_parity, decompress, max_diffs
 
-    from mlip.io.mace import convert_mace_model_file
+    folder = OLD_FIXTURES / "old_0.3.6"
+    src = decompress(folder / "model.model.xz", tmp_path)
+    out = tmp_path / "model.pt"
+    assert main(["from-mace", str(src), "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    model = load_model(out)
+    assert next(model.parameters()).dtype == torch.float64 and model.atomic_numbers == [1, 8]
+    assert_float64_parity(max_diffs(model, folder))
+    assert main(["from-mace", "--model", str(src), "-o", str(tmp_path / "b.pt"), "--dtype", "float32"]) == 0
+    assert next(load_model(tmp_path / "b.pt").parameters()).dtype == torch.float32
 
+
+def test_convert_cli_model_file_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.model"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    assert main(["from-mace", str(bad), "-o", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.model" in err and "Traceback" not in err
     d = FIXTURES / "off_residual"
-    h = json.loads((d / "hyperparameters.json").read_text())
-    state = dict(np.load(d / "state_dict.npz"))
-
-    class _Cls:  # mace passes classes; their str() names them
-        def __init__(self, name):
-            self.name = name
-
-        def __str__(self):
-            return f"<class 'mace.modules.blocks.{self.name}'>"
-
-    cfg = dict(h)
-    cfg.update(gate=torch.nn.functional.silu, atomic_numbers=torch.tensor(h["atomic_numbers"]),
-               interaction_cls=_Cls(h["interaction_cls"]), interaction_cls_first=_Cls(h["interaction_cls_first"]),
-               use_so3=False, radial_type="bessel", embedding_specs=None,
-               readout_cls="<class 'mace.modules.blocks.NonLinearReadoutBlock'>")
-    fake_model = types.SimpleNamespace(state_dict=lambda: {k: torch.as_tensor(v) for k, v in state.items()})
-    mod = types.ModuleType("mace.tools.scripts_utils")
-    mod.extract_config_mace_model = lambda m: cfg
-    for name in ("mace", "mace.tools"):
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    monkeypatch.setitem(sys.modules, "mace.tools.scripts_utils", mod)
-    monkeypatch.setattr(torch, "load", lambda *a, **k: fake_model)
-    model = convert_mace_model_file(tmp_path / "x.model")
-    monkeypatch.undo()
-    atoms = ase.io.read(d / "structures.xyz", ":")
-    res = model(make_batch(atoms_structures(atoms), model.r_max))
-    np.testing.assert_allclose(res["energy"].detach().numpy(), np.load(d / "outputs.npz")["Default/energy"], rtol=0, atol=1e-8)
-    cfg["use_so3"] = True
-    with pytest.raises(ConfigError, match="use_so3"):
-        from mlip.io.mace import hparams_from_mace
-
-        hparams_from_mace(cfg, state)
+    args = ["from-mace", str(bad), "--state-dict", str(d / "state_dict.npz"), "-o", str(tmp_path / "x.pt")]
+    assert main(args) == 2
+    assert "not both" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
