@@ -30,13 +30,22 @@ def to_configuration(structure: Any, head: str | None = None) -> Configuration:
     return config
 
 
-def _head(potential: Any, head: str | None) -> str | None:
+def _configs(potential: Any, structures: Sequence[Any], head: str | None) -> list[Configuration]:
+    """Configurations with their heads: ``head`` if given, else an Atoms' ``info['head']`` or a
+    Configuration's own head, else the model's default or only head."""
     heads = list(potential.model.heads)
     if head is not None and head not in heads:
         raise ConfigError(f"unknown head {head!r}; the model's heads are {heads}")
-    if head is None and len(heads) == 1:
-        return heads[0]
-    return head
+    default = getattr(potential.model, "default_head", None)
+    fallback = heads[0] if len(heads) == 1 else (default if default in heads else None)
+    configs = []
+    for i, s in enumerate(structures):
+        own = s.head if isinstance(s, Configuration) else (getattr(s, "info", {}) or {}).get("head")
+        chosen = head or (own if own in heads else fallback)
+        if chosen is None:
+            raise ConfigError(f"structure {i}: head {own!r} is not one of the model's heads {heads}; pass a head")
+        configs.append(to_configuration(s, chosen))
+    return configs
 
 
 def predict_frames(
@@ -51,8 +60,7 @@ def predict_frames(
     ``forces_uncertainty`` [N] (eV/A, per-atom norm), ``forces_variance`` [N, 3] (eV^2/A^2) and
     ``forces_rmse_uncertainty`` (eV/A: ``sqrt(mean over components of the variance)``, the predicted
     force RMSE of the frame). Stress is not computed here (use the calculator for one cell)."""
-    head = _head(potential, head)
-    configs = [to_configuration(s, head) for s in structures]
+    configs = _configs(potential, structures, head)
     frames: list[dict[str, Any]] = []
     for batch in iter_batches(potential.model, configs, batch_size, device):
         out = potential(batch, compute_stress=False, compute_forces=compute_forces)
@@ -79,8 +87,7 @@ def energy_difference_uncertainty(
     spread of the members' differences. Both from the energy covariance ``C_ij = z_i . z_j`` (``z`` = the
     potential's ``proj``), ``sigma_ij^2 = C_ii + C_jj - 2 C_ij``, so correlated errors cancel.
     """
-    head = _head(potential, head)
-    configs = [to_configuration(s, head) for s in structures]
+    configs = _configs(potential, structures, head)
     energies, z = [], []
     for batch in iter_batches(potential.model, configs, batch_size, device):
         out = potential(batch, compute_stress=False, compute_forces=False)
@@ -91,3 +98,57 @@ def energy_difference_uncertainty(
     diag = torch.diagonal(cov)
     sigma = (diag[:, None] + diag[None, :] - 2.0 * cov).clamp_min(0.0).sqrt()
     return torch.cat(energies).numpy(), sigma.numpy()
+
+
+def annotate_file(
+    path: str, potential: Any, prefix: str = "MLIP_", head: str | None = None, batch_size: int = 8,
+    device: torch.device | str = "cpu",
+) -> None:
+    """Add ``<prefix>energy_uncertainty`` (info, eV) and ``<prefix>forces_uncertainty`` (per-atom array, eV/A)
+    to every frame of the extended-XYZ file ``path`` (rewritten atomically, other keys kept)."""
+    import os
+    from pathlib import Path
+
+    import ase.io
+
+    frames = ase.io.read(path, ":")
+    preds = predict_frames(potential, frames, head=head, batch_size=batch_size, device=device)
+    for atoms, p in zip(frames, preds):
+        atoms.info[f"{prefix}energy_uncertainty"] = p["energy_uncertainty"]
+        atoms.arrays[f"{prefix}forces_uncertainty"] = p["forces_uncertainty"]
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.tmp.xyz")
+    ase.io.write(tmp, frames, format="extxyz")
+    os.replace(tmp, out)
+
+
+def load_potential(
+    model_path: str, committee: Sequence[str] = (), device: torch.device | str = "cpu", dtype: torch.dtype | None = None
+) -> Any:
+    """The uncertainty evaluator for command lines: LLPR stored in ``model_path``, or, with ``committee``
+    (more model files), the committee of ``model_path`` and those files."""
+    from mlip.io.model_file import load_model
+    from mlip.uncertainty.committee import Committee
+    from mlip.uncertainty.llpr import load_llpr
+
+    model = load_model(model_path, device=device, dtype=dtype)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if committee:
+        return Committee([model_path, *committee]).potential(model)
+    return load_llpr(model_path).potential(model)
+
+
+def uncertainty_scores(
+    potential: Any, structures: Sequence[Any], score: str = "forces", head: str | None = None, batch_size: int = 8,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """Per-frame selection scores [F]: ``forces`` = predicted force RMSE (eV/A), ``energy`` = energy sigma
+    per atom (eV/atom, no backward pass)."""
+    if score not in ("forces", "energy"):
+        raise ConfigError(f"score must be 'forces' or 'energy', got {score!r}")
+    frames = predict_frames(potential, structures, head=head, batch_size=batch_size, device=device,
+                            compute_forces=score == "forces")
+    if score == "forces":
+        return np.array([f["forces_rmse_uncertainty"] for f in frames])
+    return np.array([f["energy_uncertainty"] / len(s.numbers) for f, s in zip(frames, structures)])

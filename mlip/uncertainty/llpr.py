@@ -29,7 +29,7 @@ from mlip.data.configuration import Configuration
 from mlip.data.graph import configuration_to_graph
 from mlip.errors import DataError, ModelFileError
 from mlip.uncertainty.core import calibrate, covariance_factor
-from mlip.uncertainty.features import feature_dim, readout_weights
+from mlip.uncertainty.features import feature_dim, model_dtype, readout_weights
 from mlip.uncertainty.predict import evaluate_with_features
 
 FORMAT_VERSION = 1
@@ -109,7 +109,7 @@ def iter_batches(
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Graphs built and collated ``batch_size`` at a time (memory: one batch of graphs)."""
     heads = list(model.heads)
-    dtype = model.atomic_energies.dtype
+    dtype = model_dtype(model)
     chunk: list[dict] = []
     for config in configs:
         chunk.append(configuration_to_graph(config, float(model.r_max), heads))

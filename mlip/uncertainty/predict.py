@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from mlip.inference import strain_batch
-from mlip.uncertainty.features import capture_features, structure_features
+from mlip.uncertainty.features import capture_features, model_dtype, structure_features
 
 
 def _volumes(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,7 +70,7 @@ def evaluate_with_features(
     Returns ``energy`` [B] (eV), ``node_energy`` [N], ``features`` [B, P], and ``forces`` [N, 3],
     ``stress`` [B, 3, 3] (eV/A^3, ASE sign) as asked.
     """
-    dtype = model.atomic_energies.dtype
+    dtype = model_dtype(model)
     num_graphs = batch["ptr"].shape[0] - 1
     positions = batch["positions"].detach().to(dtype).requires_grad_(compute_forces)
     displacement = torch.zeros((num_graphs, 3, 3), dtype=dtype, device=positions.device,
