@@ -20,6 +20,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forces-key", default="forces")
     p.add_argument("--stress-key", default="stress")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--uncertainty", action="store_true", help="also write <prefix>energy_uncertainty (info, eV) "
+                   "and <prefix>forces_uncertainty (per atom, eV/A) to --output, from the LLPR in --model "
+                   "(mlip-uncertainty fit); docs/uncertainty.md")
+    p.add_argument("--committee", nargs="+", default=None, metavar="MODEL",
+                   help="with --uncertainty: the spread of a committee of --model and these model files instead")
     return p
 
 
@@ -34,6 +39,8 @@ def _main(argv: list[str] | None) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
+    if (args.uncertainty or args.committee) and not (args.uncertainty and args.output):
+        raise ConfigError("--committee needs --uncertainty, and --uncertainty needs --output")
     if not Path(args.data).is_file():
         raise DataError(f"{args.data}: file not found")
     device = resolve_device(args.device, key="--device")
@@ -43,6 +50,12 @@ def _main(argv: list[str] | None) -> int:
         forces_key=args.forces_key, stress_key=args.stress_key, output=args.output, json_path=args.json,
         device=device,
     )
+    if args.uncertainty or args.committee:
+        from mlip.uncertainty import annotate_file, load_potential
+
+        potential = load_potential(args.model, args.committee or (), device=device)
+        annotate_file(args.output, potential, getattr(args, "info_prefix", "MLIP_"), args.head, args.batch_size, device)
+        print(f"uncertainties ({'committee' if args.committee else 'LLPR'}) added to {args.output}")
     return 0
 
 

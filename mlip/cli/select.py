@@ -30,6 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-radial", type=int, default=8, help="radial descriptor Gaussians per element pair [8]")
     parser.add_argument("--batch-size", type=int, default=16, help="batch size for --model")
     parser.add_argument("--device", default=None, help="torch device for --model [cuda if available, else cpu]")
+    unc = parser.add_argument_group("uncertainty-driven selection (docs/uncertainty.md)")
+    unc.add_argument("--uncertainty", action="store_true", help="pick the -n frames with the highest predicted "
+                     "uncertainty: LLPR stored in --model (mlip-uncertainty fit), or a committee (--committee)")
+    unc.add_argument("--committee", nargs="+", metavar="MODEL", help="more model files: committee of --model and these")
+    unc.add_argument("--score", choices=["forces", "energy"], default="forces", help="forces: predicted force RMSE "
+                     "of the frame (eV/A); energy: predicted energy sigma per atom (eV/atom) [forces]")
+    unc.add_argument("--pool-factor", type=float, default=1.0, help="> 1: take the pool-factor * n most uncertain "
+                     "frames and thin them to n by FPS in model-descriptor space (diversity) [1]")
+    unc.add_argument("--head", default=None, help="head for the uncertainty (default: the model's only/default head)")
     return parser
 
 
@@ -42,6 +51,8 @@ def _main(argv: list[str] | None) -> int:
     if args.n is not None and args.n < 1:
         raise ConfigError(f"-n must be >= 1, got {args.n}")
     data = read_structures(args.data)
+    if args.uncertainty or args.committee:
+        return _select_uncertain(args, data)
     if args.model:
         from mlip.device import resolve_device
         from mlip.fidelity.descriptors import model_descriptors
@@ -67,6 +78,35 @@ def _main(argv: list[str] | None) -> int:
         plot_selection(x, chosen, args.plot, title=f"{how} ({kind})")
     print(f"selected {len(chosen)} of {len(data)} frames ({how}, {kind}) -> {args.output}"
           + (f"; plot {args.plot}" if args.plot else ""))
+    return 0
+
+
+def _select_uncertain(args: argparse.Namespace, data: list) -> int:
+    """``--uncertainty``: score every frame by predicted uncertainty, pick the top -n (FPS-thinned with --pool-factor)."""
+    import torch
+
+    from mlip.fidelity.descriptors import model_descriptors
+    from mlip.fidelity.labels import atomic_write_text, write_extxyz
+    from mlip.fidelity.select import plot_selection, select_by_score
+    from mlip.uncertainty import load_potential, uncertainty_scores
+
+    if not (args.uncertainty and args.model and args.n is not None):
+        raise ConfigError("--uncertainty needs --model (with LLPR, or --committee) and -n; --committee needs --uncertainty")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    potential = load_potential(args.model, args.committee or (), device=device)
+    scores = uncertainty_scores(potential, data, args.score, args.head, args.batch_size, device)
+    x = model_descriptors(potential.model, data, batch_size=args.batch_size, device=device)
+    chosen = select_by_score(scores, args.n, x if args.pool_factor > 1 else None, args.pool_factor)
+    write_extxyz(args.output, [data[int(k)] for k in chosen])
+    if args.indices:
+        atomic_write_text(args.indices, "".join(f"{int(k)}\n" for k in chosen))
+    what = f"{'committee' if args.committee else 'LLPR'} {args.score} uncertainty"
+    if args.plot:
+        plot_selection(x, chosen, args.plot, title=f"top {args.n} by {what}")
+    print(f"selected {len(chosen)} of {len(data)} frames (highest {what}"
+          + (f", FPS over the top {args.pool_factor:g} x n" if args.pool_factor > 1 else "")
+          + f"; scores {scores[chosen].min():.4g}..{scores[chosen].max():.4g} of {scores.min():.4g}..{scores.max():.4g})"
+          + f" -> {args.output}")
     return 0
 
 

@@ -70,6 +70,28 @@ def farthest_point_sampling(
     return np.asarray(order, dtype=np.int64)
 
 
+def select_by_score(
+    scores: np.ndarray, n: int, x: np.ndarray | None = None, pool_factor: float = 1.0
+) -> np.ndarray:
+    """Indices of ``n`` frames with the highest ``scores`` [F] (e.g. predicted uncertainty), highest first.
+
+    With descriptors ``x`` [F, D] and ``pool_factor > 1``: the ``ceil(pool_factor * n)`` highest-scoring
+    frames are thinned to ``n`` by farthest-point sampling in ``x``, starting from the highest score
+    (uncertain *and* diverse; ``pool_factor = 1`` is pure uncertainty). Ties: lowest index first.
+    """
+    scores = np.asarray(scores, dtype=float).reshape(-1)
+    if not np.all(np.isfinite(scores)):
+        raise DataError("selection scores contain non-finite values")
+    if n < 0 or pool_factor < 1:
+        raise ConfigError(f"need n >= 0 and pool_factor >= 1, got n={n}, pool_factor={pool_factor}")
+    order = np.lexsort((np.arange(scores.size), -scores))
+    if x is None or pool_factor == 1:
+        return order[:n].astype(np.int64)
+    pool = order[: min(scores.size, int(np.ceil(pool_factor * n)))]
+    picked = farthest_point_sampling(np.asarray(x)[pool], n, start=0)
+    return pool[picked].astype(np.int64)
+
+
 def dmin_filter(x: np.ndarray, d_min: float, order: Sequence[int] | None = None) -> np.ndarray:
     """NEP89's greedy filter: walk the rows in ``order`` (default: file order) and keep a row only if
     its distance to every row kept so far is larger than ``d_min``. The first row is always kept.
