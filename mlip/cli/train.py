@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from mlip.cli.common import run_cli
 
@@ -16,7 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
                    help="override config keys, values parsed as YAML (e.g. train.lr=0.005 data.test=[a.xyz,b.xyz])")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the newest checkpoint in <output_dir>/checkpoints")
+                   help="continue from the newest checkpoint in <output_dir>/checkpoints (without one: a "
+                   "warning line, then training starts from scratch)")
     return p
 
 
@@ -27,12 +29,32 @@ def _main(argv: list[str] | None) -> int:
 
     cfg = load_config(args.config, args.overrides)
     from mlip.train.distributed import train_distributed, wants_distributed
+    from mlip.train.notices import config_notices
 
-    if wants_distributed(cfg):
-        train_distributed(cfg, resume=args.resume)
-    else:
-        train(cfg, resume=args.resume)
+    for line in config_notices(cfg):
+        print(f"warning: {line}", flush=True)
+    try:
+        if wants_distributed(cfg):
+            train_distributed(cfg, resume=args.resume)
+        else:
+            train(cfg, resume=args.resume)
+    except KeyboardInterrupt:
+        print(interrupt_hint(args, cfg.output_dir), file=sys.stderr)
+        return 130
     return 0
+
+
+def interrupt_hint(args: argparse.Namespace, output_dir: str) -> str:
+    """The one line printed on Ctrl-C: how to continue the run with ``--resume``."""
+    import shlex
+    from pathlib import Path
+
+    ckpts = Path(output_dir) / "checkpoints"
+    cmd = shlex.join(["mlip-train", "--config", args.config, *args.overrides, "--resume"])
+    if ckpts.is_dir() and any(ckpts.glob("*.pt")):
+        return f"interrupted; continue from the newest checkpoint in {ckpts} with: {cmd}"
+    return (f"interrupted before the first checkpoint was written (checkpoint.interval epochs); {cmd} "
+            "will start from scratch")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,7 @@ from mlip.errors import ConfigError, DataError
 from mlip.nn.hparams import ModelHyperparameters
 from mlip.train import statistics
 from mlip.train.loss import PROPERTIES
+from mlip.train.notices import split_notices
 from mlip.train.metrics import budget_chunks
 from mlip.train.trainer import EvalSource, TrainerHooks
 
@@ -234,6 +235,8 @@ def _in_memory_data(cfg: Config, hooks: TrainerHooks, dtype: torch.dtype, log: A
         finetune = prepare_finetune(cfg, heads, quiet)
     if hooks.is_main:
         log(data_summary(heads))
+        for line in split_notices(heads):  # e.g. a 1-frame validation set
+            log(f"warning: {line}")
     check_label_coverage(cfg, heads, quiet)
     if finetune is not None:
         hp = finetune.hparams

@@ -154,7 +154,7 @@ def train(cfg: Config, resume: bool = False, hooks: TrainerHooks | None = None, 
     trainer, metadata = _build_trainer(cfg, data, run_dir, device, dtype, hooks, log)
     if resume:
         if not trainer.resume() and hooks.is_main:
-            log(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting from scratch")
+            log(f"warning: --resume: no checkpoint in {run_dir / 'checkpoints'}; starting from scratch")
     state = trainer.fit()
     trainer.load_best()
     final_path = run_dir / "model.pt"
