@@ -145,3 +145,15 @@ def test_energy_difference_uncertainty_along_a_path():
     np.testing.assert_allclose(sigma, difference_sigma(feats, h.gram, h.alpha2, h.reg).numpy(), rtol=1e-8, atol=1e-12)
     assert np.all(np.diag(sigma) == 0) and sigma[0, 3] > sigma[0, 1] > 0
     assert energies.shape == (4,)
+
+
+def test_float32_calculator_agrees_with_float64():
+    """The float32 path (features and VJPs in float32, H0 factor cast) stays within float32 rounding."""
+    model, llpr = fitted()
+    atoms = atoms_of(molecule(np.random.default_rng(18), 6))
+    c64 = MLIPCalculator(model, uncertainty=llpr)
+    c32 = MLIPCalculator(model, dtype="float32", uncertainty=llpr)
+    assert c32.get_property("energy_uncertainty", atoms) == pytest.approx(
+        c64.get_property("energy_uncertainty", atoms.copy()), rel=1e-4)
+    np.testing.assert_allclose(c32.get_property("forces_uncertainty", atoms),
+                               c64.get_property("forces_uncertainty", atoms.copy()), rtol=1e-3)
