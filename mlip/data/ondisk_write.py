@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from mlip.data.configuration import PROPERTIES, Configuration
-from mlip.data.head_statistics import make_record, spec_name, to_json
 from mlip.data.io import is_isolated_atom
 from mlip.data.neighbors import neighbor_list
 from mlip.data.ondisk_read import _F, _I, FLOAT_COLUMNS, FORMAT, INT_COLUMNS, VERSION, describe_ondisk
+from mlip.data.stats import compute_e0s, e0s_from_isolated_atoms, make_record, spec_name, to_json
 from mlip.errors import DataError
 
 
@@ -211,15 +211,13 @@ def _first_pass(f: Any, n_heads: int, col: dict[int, int], chunk: int) -> list[d
 def _head_e0s(spec: Any, acc: dict[str, Any], isolated: Sequence[Configuration], zs: list[int],
               name: str) -> dict[int, float]:
     """E0s of one head from its setting: none, isolated atoms, the streamed fit, or a mapping."""
-    from mlip.data import stats
-
     if spec is None:
         return {}
     if isinstance(spec, str) and spec == "isolated":
-        return stats.e0s_from_isolated_atoms([c for c in isolated if c.head == name], zs, name)
+        return e0s_from_isolated_atoms([c for c in isolated if c.head == name], zs, name)
     if isinstance(spec, str) and spec in ("fit", "average", "least_squares"):
         return _e0s_from_normal_equations(acc["ata"], acc["atb"], zs, name)
-    return stats.compute_e0s(spec, [], zs, name)
+    return compute_e0s(spec, [], zs, name)
 
 
 def _interaction_sums(f: Any, e0s: list[dict[int, float]], col: dict[int, int], chunk: int) -> list[list[float]]:
@@ -246,13 +244,13 @@ def compute_ondisk_statistics(
     head_e0s: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per-head statistics of a written (possibly incomplete) file, streamed in chunks of frames: the
-    :class:`mlip.data.head_statistics.HeadStatistics` record of each head in its stored (JSON) form,
+    :class:`mlip.data.stats.HeadStatistics` record of each head in its stored (JSON) form,
     plus ``"_atomic_numbers"``: the elements of the file and of ``isolated``.
 
     ``e0s``: "isolated" (from ``isolated`` frames), "fit" (least squares over the file's frames with an
     energy, isolated atoms excluded), a mapping element -> eV, or None (E0-dependent statistics not
     computed, e.g. for validation files); ``head_e0s`` overrides it per head. The other statistics leave
-    isolated atoms out, as :func:`mlip.data.head_statistics.head_statistics` does.
+    isolated atoms out, as :func:`mlip.data.stats.head_statistics` does.
     """
     import h5py
 

@@ -4,17 +4,24 @@ Units: E0s in eV per atom of the element; ``avg_num_neighbors`` in neighbours pe
 within r_max divided by atoms); ``rms_forces`` in eV/A (root mean square over all force components);
 ``mean``/``std`` of the interaction energy per atom, ``(E - sum_i E0[Z_i]) / N``, in eV/atom (population
 standard deviation). Isolated-atom frames define E0s but are left out of the other statistics.
+
+The per-head record :class:`HeadStatistics` has one shape for in-memory frames and on-disk (.h5)
+datasets. It is computed once per training run: from frames in memory by :func:`head_statistics`
+(several heads: :func:`compute_statistics`), or streamed over an .h5 file by
+:func:`mlip.data.ondisk_write.compute_ondisk_statistics` and stored in the file (JSON, element keys as
+strings: :func:`to_json` / :func:`from_json`). :func:`scale_shift` and :func:`mean_neighbours` turn
+records into the numbers the model uses.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any, TypedDict, Union
 
 import numpy as np
 
-from mlip.data.configuration import Configuration
+from mlip.data.configuration import PROPERTIES, Configuration
 from mlip.data.elements import parse_element_energies, symbol
 from mlip.data.io import is_isolated_atom
 from mlip.data.neighbors import neighbor_list
@@ -104,7 +111,7 @@ def compute_e0s(spec: E0Spec, configs: Sequence[Configuration], atomic_numbers: 
         if spec == "isolated":
             return e0s_from_isolated_atoms(configs, atomic_numbers, head)
         if spec in ("fit", "average", "least_squares"):
-            return e0s_by_least_squares([c for c in configs if not is_isolated_atom(c)] or list(configs), atomic_numbers, head)
+            return e0s_by_least_squares(split_isolated(configs)[0] or list(configs), atomic_numbers, head)
         raise DataError(f"E0s of head '{head}': key 'e0s': unknown value {spec!r}; use 'isolated', 'fit', 'average' or a mapping")
     if isinstance(spec, Mapping):
         return e0s_from_mapping(spec, atomic_numbers, head)
@@ -124,11 +131,7 @@ def interaction_energies_per_atom(configs: Sequence[Configuration], e0s: Mapping
 
 def mean_neighbor_count(configs: Sequence[Configuration], r_max: float) -> float:
     """Mean number of neighbours within ``r_max`` (A) per atom: directed edges / atoms."""
-    edges = atoms = 0
-    for c in configs:
-        sender, _, _, _ = neighbor_list(c.positions, c.cell, c.pbc, r_max)
-        edges += sender.shape[0]
-        atoms += c.n_atoms
+    edges, atoms = neighbor_counts(configs, r_max)
     return float(edges / atoms) if atoms else 0.0
 
 
@@ -139,6 +142,122 @@ def rms_forces(configs: Sequence[Configuration]) -> float | None:
         return None
     stacked = np.concatenate([f.reshape(-1) for f in forces])
     return float(np.sqrt(np.mean(stacked**2)))
+
+
+# ================================================================================= the per-head record
+class HeadStatistics(TypedDict):
+    """Statistics of one head's training frames (see the module docstring for units)."""
+
+    e0s: dict[int, float]
+    """E0 per atomic number (eV); empty when not computed (e.g. a validation file)."""
+    e0s_spec: Any
+    """How the E0s were obtained: ``"isolated"``, ``"fit"``/``"average"``, ``"mapping"`` or None."""
+    n_frames: int
+    """All frames of the head, isolated atoms included."""
+    n_atoms: int
+    """Atoms of the frames that are not isolated atoms."""
+    n_edges: int
+    """Directed edges within the statistics cutoff over those frames."""
+    avg_num_neighbors: float
+    """``n_edges / n_atoms`` (0.0 without atoms)."""
+    rms_forces: float | None
+    mean_interaction_energy: float | None
+    std_interaction_energy: float | None
+    label_counts: dict[str, int]
+    """Frames carrying each label (energy, forces, stress, virials)."""
+
+
+def make_record(
+    e0s: Mapping[int, float], e0s_spec: Any, n_frames: int, n_atoms: int, n_edges: int,
+    rms_forces: float | None, mean: float | None, std: float | None, label_counts: Mapping[str, int],
+) -> HeadStatistics:
+    """Assemble a record (``avg_num_neighbors`` derived from the edge and atom counts)."""
+    return HeadStatistics(
+        e0s={int(z): float(v) for z, v in e0s.items()}, e0s_spec=e0s_spec, n_frames=int(n_frames),
+        n_atoms=int(n_atoms), n_edges=int(n_edges), avg_num_neighbors=n_edges / n_atoms if n_atoms else 0.0,
+        rms_forces=rms_forces, mean_interaction_energy=mean, std_interaction_energy=std,
+        label_counts={p: int(label_counts.get(p, 0)) for p in PROPERTIES},
+    )
+
+
+def spec_name(spec: Any) -> Any:
+    """The ``e0s_spec`` of a record for an E0 setting: the setting's name, or ``"mapping"``."""
+    return spec if isinstance(spec, str) or spec is None else "mapping"
+
+
+def split_isolated(frames: Sequence[Configuration]) -> tuple[list[Configuration], list[Configuration]]:
+    """``(molecular, isolated)``: frames that are / are not isolated atoms, each in input order."""
+    molecular, isolated = [], []
+    for c in frames:
+        (isolated if is_isolated_atom(c) else molecular).append(c)
+    return molecular, isolated
+
+
+def neighbor_counts(configs: Sequence[Configuration], r_max: float) -> tuple[int, int]:
+    """``(directed edges within r_max, atoms)`` over ``configs`` (r_max in A)."""
+    edges = atoms = 0
+    for c in configs:
+        sender, _, _, _ = neighbor_list(c.positions, c.cell, c.pbc, r_max)
+        edges += sender.shape[0]
+        atoms += c.n_atoms
+    return edges, atoms
+
+
+def head_statistics(
+    frames: Sequence[Configuration], e0s: Mapping[int, float], r_max: float | None, e0s_spec: Any = None,
+) -> HeadStatistics:
+    """The record of in-memory ``frames`` (one head) for the given E0s (eV; empty: no energy statistics).
+
+    Neighbours are counted within ``r_max`` (A; None: not counted). When every frame is an isolated atom,
+    the force and energy statistics fall back to all frames (neighbour counts never do: isolated atoms
+    have none).
+    """
+    molecular, _ = split_isolated(frames)
+    n_edges, n_atoms = neighbor_counts(molecular, r_max) if r_max is not None else (0, 0)
+    used = molecular or list(frames)
+    per_atom = interaction_energies_per_atom(used, e0s) if e0s else np.zeros(0)
+    mean = float(per_atom.mean()) if per_atom.size else None
+    std = float(per_atom.std()) if per_atom.size else None
+    counts = {p: sum(c.has(p) for c in frames) for p in PROPERTIES}
+    return make_record(e0s, spec_name(e0s_spec), len(frames), n_atoms, n_edges, rms_forces(used), mean, std, counts)
+
+
+def to_json(record: HeadStatistics) -> dict[str, Any]:
+    """The record as stored in an .h5 file's ``statistics`` attribute (element keys as strings)."""
+    out: dict[str, Any] = dict(record)
+    out["e0s"] = {str(z): v for z, v in record["e0s"].items()}
+    return out
+
+
+def from_json(data: Mapping[str, Any]) -> HeadStatistics:
+    """A stored record (:func:`to_json`) back as a :class:`HeadStatistics`."""
+    return make_record(
+        {int(z): v for z, v in data.get("e0s", {}).items()}, data.get("e0s_spec"), data.get("n_frames", 0),
+        data.get("n_atoms", 0), data.get("n_edges", 0), data.get("rms_forces"),
+        data.get("mean_interaction_energy"), data.get("std_interaction_energy"), data.get("label_counts", {}),
+    )
+
+
+def scale_shift(record: HeadStatistics, mode: str) -> tuple[float, float]:
+    """``(scale, shift)`` of a head: shift is the mean interaction energy per atom (eV/atom, 0 without
+    energies); scale is the RMS force component (``rms_forces``, eV/A), the std of the interaction energy
+    per atom (``std``, eV/atom) or 1 (``none``). A missing, non-finite or zero statistic gives scale 1."""
+    mean = record["mean_interaction_energy"]
+    shift = float(mean) if mean is not None else 0.0
+    if mode == "none":
+        return 1.0, shift
+    value = record["std_interaction_energy"] if mode == "std" else record["rms_forces"]
+    if value is None or not np.isfinite(value) or value < 1e-12:
+        return 1.0, shift
+    return float(value), shift
+
+
+def mean_neighbours(records: Sequence[HeadStatistics]) -> float:
+    """Directed edges per atom over all ``records`` (the convolution's normalisation); 1 when zero."""
+    edges = sum(r["n_edges"] for r in records)
+    atoms = sum(r["n_atoms"] for r in records)
+    value = edges / atoms if atoms else 0.0
+    return value if value > 0 else 1.0
 
 
 def _per_head_spec(spec: Any, heads: Sequence[str]) -> dict[str, Any]:
@@ -163,10 +282,10 @@ def compute_statistics(
         heads: head names; frames are grouped by ``config.head``.
 
     Returns:
-        ``{head: {"e0s": {Z: eV}, "avg_num_neighbors": float, "rms_forces": eV/A or None,
-        "mean_interaction_energy": eV/atom or None, "std_interaction_energy": eV/atom or None,
-        "n_frames": int}}``. Heads without any frame get the statistics of all frames (except E0s,
-        which need their own data or a mapping).
+        ``{head: HeadStatistics}`` (:class:`HeadStatistics`: ``e0s`` {Z: eV}, ``avg_num_neighbors``,
+        ``rms_forces`` eV/A or None, ``mean/std_interaction_energy`` eV/atom or None, ``n_frames``, ...).
+        Heads without any frame get the statistics of all frames (except E0s, which need their own data
+        or a mapping).
     """
     zs = sorted(int(z) for z in atomic_numbers)
     specs = _per_head_spec(e0s_spec, heads)
@@ -184,14 +303,9 @@ def compute_statistics(
     for head in heads:
         head_configs = [c for c in configs if c.head == head]
         e0s = compute_e0s(specs[head], head_configs, zs, head)
-        molecular = [c for c in head_configs if not is_isolated_atom(c)] or [c for c in configs if not is_isolated_atom(c)]
-        interaction = interaction_energies_per_atom(molecular, e0s)
-        result[head] = {
-            "e0s": e0s,
-            "avg_num_neighbors": mean_neighbor_count(molecular, r_max),
-            "rms_forces": rms_forces(molecular),
-            "mean_interaction_energy": float(interaction.mean()) if interaction.size else None,
-            "std_interaction_energy": float(interaction.std()) if interaction.size else None,
-            "n_frames": len(head_configs),
-        }
+        own = bool(split_isolated(head_configs)[0])  # a head without molecular frames: all heads' frames
+        record = head_statistics(head_configs if own else split_isolated(configs)[0], e0s, r_max, specs[head])
+        record["n_frames"] = len(head_configs)
+        record["label_counts"] = {p: sum(c.has(p) for c in head_configs) for p in PROPERTIES}
+        result[head] = record
     return result

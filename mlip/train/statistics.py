@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-import numpy as np
-
 from mlip.data import elements, stats
 from mlip.data.configuration import Configuration
-from mlip.data.io import is_isolated_atom
 
 
 def _files_of(configs: Sequence[Configuration]) -> list[str]:
@@ -46,7 +43,7 @@ def atomic_energies(
     (``None``: a Python warning)."""
     warn = None if log is None else (lambda msg: log(f"warning: {msg}"))
     if isinstance(spec, str) and spec in ("fit", "average"):
-        frames = [c for c in train if not is_isolated_atom(c)] or list(train)
+        frames = stats.split_isolated(train)[0] or list(train)
         return stats.e0s_by_least_squares(frames, zs, head, warn=warn, spec=spec, where=where)
     if spec == "isolated":
         found = elements.isolated_energies(isolated, "isolated atoms") if isolated else {}
@@ -63,26 +60,14 @@ def atomic_energies(
 
 
 def avg_num_neighbors(configs: Sequence[Configuration], r_max: float) -> float:
-    """Mean number of neighbours within ``r_max`` (A) over all atoms of ``configs`` (not isolated atoms)."""
-    molecular = [c for c in configs if not is_isolated_atom(c)] or list(configs)
-    value = stats.mean_neighbor_count(molecular, r_max)
-    return value if value > 0 else 1.0
+    """Mean number of neighbours within ``r_max`` (A) over all atoms of ``configs`` (not isolated atoms);
+    the statistics record's count (:func:`mlip.data.stats.head_statistics`), 1 when zero."""
+    return stats.mean_neighbours([stats.head_statistics(configs, {}, r_max)])
 
 
 def scale_shift(configs: Sequence[Configuration], e0: Mapping[int, float], mode: str) -> tuple[float, float]:
     """(scale, shift): shift is the mean interaction energy per atom ``(E - sum E0) / N`` (eV/atom);
     scale is the RMS force component (``rms_forces``), the std of the interaction energy per atom
-    (``std``), or 1 (``none``). Falls back to 1 when the statistic is zero or unavailable."""
-    molecular = [c for c in configs if not is_isolated_atom(c)] or list(configs)
-    per_atom = stats.interaction_energies_per_atom(molecular, e0)
-    shift = float(per_atom.mean()) if per_atom.size else 0.0
-    if mode == "none":
-        return 1.0, shift
-    if mode == "std":
-        scale = float(per_atom.std()) if per_atom.size > 1 else 1.0
-    else:
-        rms = stats.rms_forces(molecular)
-        scale = 1.0 if rms is None else float(rms)
-    if not np.isfinite(scale) or scale < 1e-12:
-        scale = 1.0
-    return scale, shift
+    (``std``), or 1 (``none``). Falls back to 1 when the statistic is zero or unavailable. Computed from
+    the statistics record of ``configs`` (:func:`mlip.data.stats.head_statistics`)."""
+    return stats.scale_shift(stats.head_statistics(configs, e0, None), mode)
