@@ -348,3 +348,14 @@ def convert_mace_model_file(path: str | Path, dtype: torch.dtype | None = None) 
         return convert_mace(h, state, file_dtype(state) if dtype is None else dtype)
     except ConfigError as err:
         raise ModelFileError(f"{path}: {err}") from None
+
+
+def load_model_or_mace(path: str | Path, dtype: torch.dtype | None = None) -> MACE:
+    """An mlip model file, or a mace-torch ``.model`` (recognised by its content, whatever the suffix)
+    converted on the fly by the safe reader (:func:`convert_mace_model_file`). Returned in eval mode."""
+    from mlip.io.mace_pickle import is_mace_model_file
+    from mlip.io.model_file import load_model
+
+    if is_mace_model_file(path):
+        return convert_mace_model_file(path, dtype=dtype).eval()
+    return load_model(path, dtype=dtype)

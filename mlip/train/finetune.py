@@ -119,10 +119,10 @@ def prepare_finetune(cfg: Config, heads: dict[str, Any], log: Any = print) -> Fi
     :class:`mlip.train.run.HeadData`) is appended to ``heads`` (mutated). Prints the plan."""
     from mlip.fidelity.descriptors import model_descriptors
     from mlip.fidelity.replay import select_replay
-    from mlip.io.model_file import load_model
+    from mlip.io.mace import load_model_or_mace
 
     ft = cfg.finetune
-    pretrained = load_model(ft.from_model, dtype=torch.float64)
+    pretrained = load_model_or_mace(ft.from_model, dtype=torch.float64)  # mlip model file or mace-torch .model
     old_heads = list(pretrained.heads)
     p = resolve_pretrained_head(old_heads, ft.pretrained_head)
     p_name = old_heads[p]

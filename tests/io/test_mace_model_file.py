@@ -97,6 +97,12 @@ def test_old_version_0_3_10_plain_mace_two_heads_float32(tmp_path):
     assert torch.equal(model.scale.double().cpu(), torch.ones(2, dtype=torch.float64))
 
 
+def test_tiny_0_3_16_file_without_shared(tmp_path):
+    """A small mace-torch 0.3.16 file shipped with the tests (H/C/O, residual blocks)."""
+    folder = OLD_FIXTURES / "tiny_0.3.16_hco"
+    assert_float64_parity(max_diffs(convert_mace_model_file(decompress(folder / "model.model.xz", tmp_path)), folder))
+
+
 def test_reader_never_imports_mace(tmp_path, monkeypatch):
     """A ``mace`` package on sys.path that would leave a marker when imported stays untouched."""
     marker = tmp_path / "imported"
