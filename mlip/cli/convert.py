@@ -4,6 +4,7 @@
     mlip-convert from-mace file.model -o model.pt   (mace-torch .model, read safely: no mace-torch needed and
                                                      nothing from the file runs; same as --model file.model)
     mlip-convert backend --model in.pt --backend cueq -o out.pt  (e3nn <-> cuEquivariance, self-checked)
+    mlip-convert lammps model.pt -o model-mliap.pt  (pair_style mliap unified file; LAMMPS only, docs/integrations.md)
 """
 
 from __future__ import annotations
@@ -30,11 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", required=True, help="input mlip model file")
     b.add_argument("--backend", required=True, choices=["e3nn", "cueq"], help="backend of the written model")
     b.add_argument("-o", "--output", required=True, help="output mlip model file")
+    lm = sub.add_parser("lammps", help="write the file 'pair_style mliap unified' loads (a pickle, for LAMMPS only)")
+    lm.add_argument("model", help="input mlip model file")
+    lm.add_argument("-o", "--output", required=True, help="output file, e.g. model-mliap.pt (see docs/integrations.md)")
+    lm.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the model runs inside LAMMPS")
+    lm.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    lm.add_argument("--head", default=None, help="model head (default: the only or default head)")
     return p
 
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "lammps":
+        return _to_lammps(args)
     if args.command == "backend":
         from mlip.io.model_file import convert_model_file
 
@@ -60,6 +69,19 @@ def _main(argv: list[str] | None) -> int:
         source = {"converted_from": [str(args.hyperparameters), str(args.state_dict)]}
     save_model(model, args.output, metadata=source)
     print(f"wrote {args.output}: elements {model.atomic_numbers}, heads {model.heads}, r_max {model.r_max}")
+    return 0
+
+
+def _to_lammps(args: argparse.Namespace) -> int:
+    """``mlip-convert lammps model.pt -o model-mliap.pt``."""
+    try:
+        from mlip.integrations.mliap import write_mliap_model
+    except ImportError as err:
+        raise ConfigError(f"lammps: {err}") from None
+    unified = write_mliap_model(args.model, args.output, device=args.device, dtype=args.dtype, head=args.head)
+    print(f"wrote {args.output} for 'pair_style mliap unified {args.output} 0|1' with "
+          f"'pair_coeff * * {' '.join(unified.element_types)}' (one element name per LAMMPS type); "
+          f"cutoff {unified.r_max} A")
     return 0
 
 
