@@ -41,6 +41,16 @@ def is_isolated_atom(config: Configuration) -> bool:
     return config.n_atoms == 1 and not config.pbc.any()
 
 
+def split_isolated(frames: Sequence[Configuration]) -> tuple[list[Configuration], list[Configuration]]:
+    """``(molecular, isolated)``: the frames that are not / are isolated atoms (:func:`is_isolated_atom`),
+    each list in input order. Training splits them here, once, as the frames are read."""
+    molecular: list[Configuration] = []
+    isolated: list[Configuration] = []
+    for c in frames:
+        (isolated if is_isolated_atom(c) else molecular).append(c)
+    return molecular, isolated
+
+
 def read_configurations(
     path: str | os.PathLike,
     *,

@@ -23,7 +23,7 @@ import numpy as np
 
 from mlip.data.configuration import PROPERTIES, Configuration
 from mlip.data.elements import parse_element_energies, symbol
-from mlip.data.io import is_isolated_atom
+from mlip.data.io import is_isolated_atom, split_isolated
 from mlip.data.neighbors import neighbor_list
 from mlip.errors import DataError
 
@@ -183,14 +183,6 @@ def make_record(
 def spec_name(spec: Any) -> Any:
     """The ``e0s_spec`` of a record for an E0 setting: the setting's name, or ``"mapping"``."""
     return spec if isinstance(spec, str) or spec is None else "mapping"
-
-
-def split_isolated(frames: Sequence[Configuration]) -> tuple[list[Configuration], list[Configuration]]:
-    """``(molecular, isolated)``: frames that are / are not isolated atoms, each in input order."""
-    molecular, isolated = [], []
-    for c in frames:
-        (isolated if is_isolated_atom(c) else molecular).append(c)
-    return molecular, isolated
 
 
 def neighbor_counts(configs: Sequence[Configuration], r_max: float) -> tuple[int, int]:

@@ -28,7 +28,7 @@ from mlip.data.configuration import Configuration
 from mlip.data.coverage import check_coverage, format_coverage_table
 from mlip.data import stats as data_stats
 from mlip.data.graph import configuration_to_graph, graph_sizes
-from mlip.data.io import is_isolated_atom, read_configurations
+from mlip.data.io import is_isolated_atom, read_configurations, split_isolated
 from mlip.data.neighbors import neighbor_list
 from mlip.data.ondisk import OnDiskDataset, OnDiskFile, is_ondisk_path, make_ondisk_loader
 from mlip.data.splits import random_split
@@ -114,8 +114,7 @@ def load_datasets(cfg: Config, log: Any = print) -> dict[str, HeadData]:
             align = TeaAligner(spec.tea, name, spec.energy_key or "energy", log)
         train = _read(spec.train, spec, name, align)
         if spec.e0s == "isolated":
-            hd.isolated = [c for c in train if is_isolated_atom(c)]
-            train = [c for c in train if not is_isolated_atom(c)]
+            train, hd.isolated = split_isolated(train)
             if spec.isolated_atoms:
                 hd.isolated += _read([spec.isolated_atoms], spec, name, align)
         if spec.valid:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from mlip.data import elements, stats
 from mlip.data.configuration import Configuration
+from mlip.data.io import split_isolated
 
 
 def _files_of(configs: Sequence[Configuration]) -> list[str]:
@@ -43,7 +44,7 @@ def atomic_energies(
     (``None``: a Python warning)."""
     warn = None if log is None else (lambda msg: log(f"warning: {msg}"))
     if isinstance(spec, str) and spec in ("fit", "average"):
-        frames = stats.split_isolated(train)[0] or list(train)
+        frames = split_isolated(train)[0] or list(train)
         return stats.e0s_by_least_squares(frames, zs, head, warn=warn, spec=spec, where=where)
     if spec == "isolated":
         found = elements.isolated_energies(isolated, "isolated atoms") if isolated else {}
