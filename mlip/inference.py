@@ -35,6 +35,8 @@ from typing import Any, Callable
 
 import torch
 
+from mlip.nn.grad_output import energy_gradients, strain, zero_displacement
+
 NODE_KEYS: tuple[str, ...] = ("positions", "numbers", "batch")
 """Batch entries whose dimension 0 is the atom count."""
 EDGE_DIMS: tuple[tuple[str, int], ...] = (("edge_index", 1), ("unit_shifts", 0))
@@ -54,10 +56,6 @@ def evaluate(
     return {key: out[key].detach() for key in keys if out.get(key) is not None}
 
 
-def _symmetric(displacement: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (displacement + displacement.transpose(-1, -2))
-
-
 def strain_batch(
     batch: dict[str, torch.Tensor], displacement: torch.Tensor
 ) -> dict[str, torch.Tensor]:
@@ -66,11 +64,8 @@ def strain_batch(
     ``displacement [B,3,3]`` is usually zero and requires grad, so ``dE/d displacement`` is the
     strain derivative at zero strain. Positions are row vectors: ``r' = r (1 + eps)``.
     """
-    eps = _symmetric(displacement)
-    positions = batch["positions"]
     strained = dict(batch)
-    strained["positions"] = positions + torch.einsum("ni,nij->nj", positions, eps[batch["batch"]])
-    strained["cell"] = batch["cell"] + torch.matmul(batch["cell"], eps)
+    strained["positions"], strained["cell"] = strain(batch["positions"], batch["cell"], batch["batch"], displacement)
     return strained
 
 
@@ -98,30 +93,18 @@ def energy_forces_stress(
     num_graphs = batch["cell"].shape[0]
     # The strain derivative is always taken (it costs one small extra reduction in the backward):
     # a compiled energy function then sees the same inputs with or without stress, one graph.
-    displacement = torch.zeros(
-        (num_graphs, 3, 3), dtype=positions.dtype, device=positions.device, requires_grad=True
-    )
+    displacement = zero_displacement(num_graphs, positions)
     inputs = dict(batch)
     inputs["positions"] = positions
     _mark_dynamic(inputs)
     with torch.enable_grad():
         energy, node_energy = energy_fn(inputs, displacement)
-        grads = torch.autograd.grad(energy.sum(), [positions, displacement], allow_unused=True)
-    forces = _zeros_if_none(grads[0], positions)
-    out = {"energy": energy.detach(), "node_energy": node_energy.detach(), "forces": -forces}
+        grads = energy_gradients(energy, positions, displacement, batch["cell"], batch["pbc"])
+    out = {"energy": energy.detach(), "node_energy": node_energy.detach(), "forces": grads["forces"].detach()}
     if compute_stress:
-        de_deps = _zeros_if_none(grads[1], displacement)
-        volume = torch.linalg.det(batch["cell"]).abs()
-        periodic = batch["pbc"].any(dim=-1) & (volume > 0)
-        safe_volume = torch.where(periodic, volume, torch.ones_like(volume))
-        stress = de_deps / safe_volume[:, None, None]
-        out["virials"] = -de_deps
-        out["stress"] = torch.where(periodic[:, None, None], stress, torch.zeros_like(stress))
+        out["virials"] = grads["virials"].detach()
+        out["stress"] = grads["stress"].detach()
     return out
-
-
-def _zeros_if_none(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    return torch.zeros_like(like) if grad is None else grad.detach()
 
 
 def _mark_dynamic(batch: dict[str, torch.Tensor]) -> None:

@@ -17,6 +17,7 @@ from e3nn import o3
 
 from mlip.errors import ConfigError, DataError
 from mlip.nn.edge_readout import EdgeEnergyReadout
+from mlip.nn.grad_output import energy_gradients, strain, zero_displacement
 from mlip.nn.hparams import ModelHyperparameters
 from mlip.nn.interaction import InteractionBlock, NonLinearInteraction
 from mlip.nn.layers import make_linear
@@ -222,10 +223,8 @@ class MACE(torch.nn.Module):
         leaf_positions = positions
         displacement = None
         if compute_stress:
-            displacement = torch.zeros((num_graphs, 3, 3), dtype=dtype, device=positions.device, requires_grad=True)
-            sym = 0.5 * (displacement + displacement.transpose(1, 2))
-            positions = positions + torch.einsum("ni,nij->nj", positions, sym[node_graph])
-            cell = cell + torch.bmm(cell, sym)
+            displacement = zero_displacement(num_graphs, positions)
+            positions, cell = strain(positions, cell, node_graph, displacement)
 
         sender, receiver = edge_index[0], edge_index[1]
         shifts = torch.einsum("ei,eij->ej", batch["unit_shifts"].to(dtype), cell[node_graph[sender]])
@@ -284,30 +283,11 @@ class MACE(torch.nn.Module):
         }
         if edge_energy is not None:
             out["edge_energy"] = edge_energy
-        if compute_forces or compute_stress:
-            inputs = [leaf_positions] if compute_forces else []
-            if displacement is not None:
-                inputs.append(displacement)
-            grads = torch.autograd.grad(
-                [inter_e.sum()], inputs, create_graph=training, retain_graph=training, allow_unused=True
-            )
-            k = 0
-            if compute_forces:
-                g = grads[0]
-                out["forces"] = -g if g is not None else torch.zeros_like(leaf_positions)
-                k = 1
-            if displacement is not None:
-                g = grads[k]
-                if g is None:
-                    g = torch.zeros_like(displacement)
-                volume = torch.linalg.det(batch["cell"].reshape(-1, 3, 3).to(dtype)).abs()
-                if "pbc" in batch:  # non-periodic graphs report zero stress
-                    volume = torch.where(batch["pbc"].reshape(-1, 3).any(dim=1), volume, torch.zeros_like(volume))
-                safe = torch.where(volume > 0, volume, torch.ones_like(volume))
-                out["virials"] = -g
-                out["stress"] = torch.where(
-                    (volume > 0).view(-1, 1, 1), g / safe.view(-1, 1, 1), torch.zeros_like(g)
-                )
+        if compute_forces or compute_stress:  # E0s do not depend on positions: differentiate inter_e
+            out.update(energy_gradients(
+                inter_e, leaf_positions if compute_forces else None, displacement,
+                batch["cell"].reshape(-1, 3, 3).to(dtype), batch.get("pbc"), create_graph=training,
+            ))
         return out
 
 
