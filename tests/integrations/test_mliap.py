@@ -38,11 +38,17 @@ class PairData:
         self.virial -= np.einsum("pa,pb->ab", self.rij, fij)
 
 
-def lammps_pairs(atoms, r_max, periodic=True):
-    """``(PairData, tags [ntotal])`` from LAMMPS's full neighbour list of ``atoms`` (pair_style zero)."""
+def lammps_pairs(atoms, r_max, periodic=True, ghost_pairs=False):
+    """``(PairData, tags [ntotal])`` from LAMMPS's full neighbour list of ``atoms`` (pair_style zero).
+
+    With ``ghost_pairs`` the ghost atoms' pairs are added as ``pair_style mliap unified FILE 1`` would
+    hand them over; the Python API exposes only the local atoms' lists, so each ghost's pairs are its
+    owner's pairs translated onto LAMMPS's own ghost atoms (kept when every translated neighbour exists).
+    """
     lmp = new_lammps()
     setup = lammps_setup(atoms, periodic=periodic).replace("fix mlip all external pf/callback 1 1\n", "")
-    lmp.commands_string(setup + f"pair_style zero {r_max} full\npair_coeff * *\nneighbor 0.5 bin\nrun 0\n")
+    comm = f"comm_modify cutoff {2 * r_max + 1.0}\n" if ghost_pairs else ""
+    lmp.commands_string(setup + f"pair_style zero {r_max} full\npair_coeff * *\nneighbor 0.5 bin\n{comm}run 0\n")
     nlocal = int(lmp.extract_global("nlocal"))
     ntotal = nlocal + int(lmp.extract_global("nghost"))
     x = np.array(lmp.numpy.extract_atom("x", nelem=ntotal), dtype=np.float64)
@@ -57,9 +63,28 @@ def lammps_pairs(atoms, r_max, periodic=True):
                 pair_i.append(i)
                 pair_j.append(j)
     lmp.close()
+    if ghost_pairs:
+        pair_i, pair_j = _add_ghost_pairs(x, tags, nlocal, pair_i, pair_j)
     pair_i, pair_j = np.array(pair_i, dtype=np.int32), np.array(pair_j, dtype=np.int32)
     rij = np.ascontiguousarray(x[pair_j] - x[pair_i])
     return PairData((types - 1).astype(np.int32), pair_i, pair_j, rij, nlocal), tags
+
+
+def _add_ghost_pairs(x, tags, nlocal, pair_i, pair_j):
+    owner = {int(t): k for k, t in enumerate(tags[:nlocal])}
+    pair_i, pair_j = list(pair_i), list(pair_j)
+    by_centre = {}
+    for i, j in zip(pair_i, pair_j):
+        by_centre.setdefault(i, []).append(j)
+    for g in range(nlocal, len(x)):
+        o = owner[int(tags[g])]
+        targets = x[by_centre.get(o, [])] + (x[g] - x[o])
+        distance = np.linalg.norm(x[None, :, :] - targets[:, None, :], axis=-1)
+        found = distance.min(axis=1) < 1e-6
+        if found.all():
+            pair_i += [g] * len(targets)
+            pair_j += distance.argmin(axis=1).tolist()
+    return pair_i, pair_j
 
 
 def _check(unified, data, tags, atoms):
@@ -86,6 +111,20 @@ def test_periodic_triclinic_with_ghosts_one_interaction():
     reference, data = _check(unified, data, tags, atoms)
     virial = -reference.get_stress(voigt=False) * reference.get_volume()
     assert np.abs(data.virial - virial).max() < 1e-8
+
+
+def test_periodic_triclinic_with_ghost_pairs_two_interactions():
+    """Two interactions: ghost atoms' own pairs are needed (ghostneigh on); without them the energy is wrong."""
+    atoms = triclinic_cell()
+    unified = mliap.MLIPMLIAPUnified(tiny_model(num_interactions=2))
+    data, tags = lammps_pairs(atoms, unified.r_max, ghost_pairs=True)
+    assert (data.pair_i >= data.nlocal).any()
+    reference, data = _check(unified, data, tags, atoms)
+    virial = -reference.get_stress(voigt=False) * reference.get_volume()
+    assert np.abs(data.virial - virial).max() < 1e-8
+    local_only, _ = lammps_pairs(atoms, unified.r_max)
+    unified.compute_forces(local_only)
+    assert abs(local_only.energy - reference.get_potential_energy()) > 1e-6
 
 
 def test_molecule_two_interactions():
