@@ -22,14 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from mlip.config import Config
 from mlip.errors import MLIPError
 from mlip.train.checkpoint import get_rng_state, latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from mlip.train.compiled_step import CompiledStep
 from mlip.train.loss import LossWeights, WeightedLoss
 from mlip.train.metrics import FrameErrors, evaluate, format_table
 from mlip.train.optim import set_lr
+from mlip.train.progress import progress_bar, run_eta_line
 
 
 class NonFiniteLossError(MLIPError):
@@ -139,6 +140,10 @@ class Trainer:
         self.train_module = self.hooks.wrap_model(self.model)
         self.base_weights = copy.copy(self.loss_fn.weights)
         self.compute_stress = self.loss_fn.needs_stress()
+        self.compiled_step: CompiledStep | None = None
+        """``train.compile``: the forward half of the step (model, forces, loss) under torch.compile."""
+        if self.cfg.train.compile:
+            self.compiled_step = CompiledStep(self.train_module, self.loss_fn, log=self.log if self.hooks.is_main else None)
 
     # ----------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -251,22 +256,19 @@ class Trainer:
         cfg = self.cfg.train
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         n_batches = torch.zeros((), dtype=torch.float64, device=self.device)
-        bar = tqdm(
-            self.train_loader,
-            desc=f"epoch {epoch}/{cfg.max_epochs}",
-            leave=False,
-            disable=True if not (cfg.progress and self.hooks.is_main) else None,  # None: off when not a TTY
-            dynamic_ncols=True,
-        )
+        # a bar on a terminal, plain lines with an ETA every 10 % or minute otherwise (mlip.train.progress)
+        bar = progress_bar(self.train_loader, f"epoch {epoch}/{cfg.max_epochs}",
+                           enabled=cfg.progress and self.hooks.is_main, log=self.log)
         for i, batch in enumerate(bar, start=1):
             batch = self._to_device(batch)
             self.optimizer.zero_grad(set_to_none=True)
-            out = self.train_module(batch, compute_forces=True, compute_stress=self.compute_stress, training=True)
-            loss, _terms = self.loss_fn(batch, out)
+            loss, _terms = self._forward_loss(batch)
             finite = self.hooks.all_true(bool(torch.isfinite(loss)))
             grad_norm = None
             if finite:
                 loss.backward()
+                if self.compiled_step is not None:
+                    self.compiled_step.first_step_done()  # logs the compilation time, once
                 if cfg.clip_grad is not None:
                     grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
                     finite = bool(torch.isfinite(grad_norm))
@@ -289,10 +291,17 @@ class Trainer:
             n_batches += 1
             if cfg.progress and self.hooks.is_main:
                 bar.set_postfix(loss=f"{float(loss.detach()):.4g}", refresh=False)
-            del out, loss, _terms  # free the graph's outputs before the next batch is built
+            del loss, _terms  # free the graph before the next batch is built
         bar.close()
         totals = self.hooks.all_reduce_sum(torch.stack([loss_sum, n_batches])).cpu()
         return float(totals[0] / totals[1]) if float(totals[1]) > 0 else math.nan
+
+    def _forward_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Model with forces (and stress) by autograd, ``create_graph``, and the loss; compiled or eager."""
+        if self.compiled_step is not None:
+            return self.compiled_step(batch, self.compute_stress)
+        out = self.train_module(batch, compute_forces=True, compute_stress=self.compute_stress, training=True)
+        return self.loss_fn(batch, out)
 
     def evaluate_split(self, source: EvalSource) -> tuple[FrameErrors, float | None]:
         """Errors and mean loss on ``source`` with the EMA weights."""
@@ -315,6 +324,7 @@ class Trainer:
         cfg = self.cfg
         s = self.state
         self.base_compute_stress = self.compute_stress
+        epoch_times: list[float] = []
         for epoch in range(s.epoch + 1, cfg.train.max_epochs + 1):
             self._apply_stage(epoch)
             t0 = time.perf_counter()
@@ -367,6 +377,9 @@ class Trainer:
                 s.best_epoch = epoch
                 s.best_state = self._ema_state()
             record["epoch_time_s"] = time.perf_counter() - t0
+            epoch_times.append(record["epoch_time_s"])
+            if cfg.train.progress and self.hooks.is_main:
+                self.log(run_eta_line(epoch, cfg.train.max_epochs, epoch_times))
             s.epoch = epoch
             self._write_metrics(record)
             if epoch % cfg.checkpoint.interval == 0 or last or stop:

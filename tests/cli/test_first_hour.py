@@ -66,6 +66,10 @@ def test_acceptance_cli_from_a_clean_clone(clone):
     r = _run(clone, "--config", "configs/si.yaml", "train.max_epochs=1")
     assert r.returncode == 0, r.stderr[-2000:]
     assert (clone / "runs" / "si" / "model.pt").is_file()
+    # not a terminal: plain progress lines with an ETA (3 batches of 4 frames -> 33 % and 67 %), no \r
+    assert "epoch 1/1: 33% (1/3 batches), " in r.stdout and "epoch 1/1: 67% (2/3 batches), " in r.stdout
+    assert "epoch 1/1 took " in r.stdout and "; run finished" in r.stdout
+    assert "\r" not in r.stdout + r.stderr
     # 2. the same in float32 (fresh output_dir: runs/si holds checkpoints now)
     r = _run(clone, "--config", "configs/si.yaml", "train.max_epochs=1", "dtype=float32", "output_dir=runs/si32")
     assert r.returncode == 0, r.stderr[-2000:]
