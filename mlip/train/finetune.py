@@ -28,7 +28,7 @@ from ase.data import chemical_symbols
 
 from mlip.config import Config, HeadConfig
 from mlip.data.configuration import Configuration
-from mlip.data.io import is_isolated_atom, read_configurations
+from mlip.data.io import read_configurations, split_isolated
 from mlip.data.splits import random_split
 from mlip.errors import ConfigError, DataError
 from mlip.nn.hparams import ModelHyperparameters
@@ -79,7 +79,7 @@ def _read_replay(cfg: Config, head: str) -> list[Configuration]:
             path, energy_key=r.energy_key or d.energy_key, forces_key=r.forces_key or d.forces_key,
             stress_key=r.stress_key or d.stress_key, virials_key=r.virials_key or d.virials_key, head=head,
         )
-    return [c for c in configs if not is_isolated_atom(c)]
+    return split_isolated(configs)[0]
 
 
 def element_counts(configs: list[Configuration], zs: list[int]) -> np.ndarray:
@@ -99,7 +99,7 @@ def refit_head_e0s(pretrained: torch.nn.Module, head_index: int, configs: list[C
     from mlip.fidelity.descriptors import model_outputs
     from mlip.fidelity.replay import refit_e0s
 
-    frames = [c for c in configs if c.energy is not None and not is_isolated_atom(c)]
+    frames = [c for c in split_isolated(configs)[0] if c.energy is not None]
     if not frames:
         return None
     zs = list(pretrained.atomic_numbers)
@@ -114,23 +114,17 @@ def _format_e0(zs: list[int], e0: Any) -> str:
     return "{" + ", ".join(f"{chemical_symbols[z]}: {float(e):.4f}" for z, e in zip(zs, e0)) + "}"
 
 
-def prepare_finetune(cfg: Config, heads: dict[str, Any], log: Any = print) -> FinetunePlan:
-    """Plan the fine-tuning run; in ``multihead_replay`` mode the replay head (a
-    :class:`mlip.train.run.HeadData`) is appended to ``heads`` (mutated). Prints the plan."""
-    from mlip.fidelity.descriptors import model_descriptors
-    from mlip.fidelity.replay import select_replay
+def _load_pretrained(cfg: Config, heads: dict[str, Any]) -> tuple[torch.nn.Module, int]:
+    """The pretrained model (float64) and the index of the head every new head starts from; refuses an
+    edge-energy readout and data elements the model does not know."""
     from mlip.io.mace import load_model_or_mace
 
     ft = cfg.finetune
     pretrained = load_model_or_mace(ft.from_model, dtype=torch.float64)  # mlip model file or mace-torch .model
-    old_heads = list(pretrained.heads)
-    p = resolve_pretrained_head(old_heads, ft.pretrained_head)
-    p_name = old_heads[p]
-    hp_old: ModelHyperparameters = pretrained.hparams
-    if hp_old.edge_energy_readout:
+    p = resolve_pretrained_head(list(pretrained.heads), ft.pretrained_head)
+    if pretrained.hparams.edge_energy_readout:
         raise ConfigError("config key 'finetune.from_model': fine-tuning an edge-energy-readout model is not supported")
     zs = list(pretrained.atomic_numbers)
-    data_heads = list(heads)
     new_elements = {int(z) for hd in heads.values() for s in ("train", "valid", "test")
                     for c in getattr(hd, s) for z in c.numbers}
     unknown = sorted(new_elements - set(zs))
@@ -138,12 +132,17 @@ def prepare_finetune(cfg: Config, heads: dict[str, Any], log: Any = print) -> Fi
         raise ConfigError(f"config key 'finetune.from_model': elements {[chemical_symbols[z] for z in unknown]} of "
                           f"the fine-tuning data are unknown to the pretrained model (elements "
                           f"{[chemical_symbols[z] for z in zs]})")
-    lines = [f"fine-tuning {ft.from_model} (mode {ft.mode}); architecture from the model file "
-             f"(the 'model' section is ignored), start head '{p_name}'"]
-    e0_p = pretrained.atomic_energies[p].detach().cpu().double().numpy()
-    scale_p = float(pretrained.scale[p])
-    shift_p = float(pretrained.shift[p])
+    return pretrained, p
 
+
+def _data_head_e0s(pretrained: torch.nn.Module, p: int, heads: dict[str, Any],
+                   lines: list[str]) -> tuple[list[list[float]], dict[str, list[float]]]:
+    """E0s of every data head (refitted on the pretrained model's residuals, else the pretrained head's)
+    and the refitted ones by head; the plan's lines are appended to ``lines``."""
+    zs = list(pretrained.atomic_numbers)
+    p_name = pretrained.heads[p]
+    e0_p = pretrained.atomic_energies[p].detach().cpu().double().numpy()
+    scale_p, shift_p = float(pretrained.scale[p]), float(pretrained.shift[p])
     e0s: list[list[float]] = []
     refits: dict[str, list[float]] = {}
     for name, hd in heads.items():
@@ -159,41 +158,67 @@ def prepare_finetune(cfg: Config, heads: dict[str, Any], log: Any = print) -> Fi
         e0s.append([float(x) for x in e0])
         lines.append(f"head {name}: readout, scale {scale_p:.4g} and shift {shift_p:.4g} from '{p_name}'; "
                      f"{len(hd.train)} train frames, loss weight {hd.spec.weight:g}")
+    return e0s, refits
 
+
+def _add_replay_head(cfg: Config, pretrained: torch.nn.Module, p: int, heads: dict[str, Any],
+                     lines: list[str]) -> list[float]:
+    """Select the replay set from the pretraining data and append the replay head to ``heads``; returns
+    its E0s (the pretrained head's, kept fixed)."""
+    from mlip.fidelity.descriptors import model_descriptors
+    from mlip.fidelity.replay import select_replay
+
+    ft, r, d = cfg.finetune, cfg.finetune.replay, cfg.data
+    zs = list(pretrained.atomic_numbers)
+    p_name = pretrained.heads[p]
+    e0_p = pretrained.atomic_energies[p].detach().cpu().double().numpy()
+    replay_name = ft.replay_head or (p_name if p_name not in heads else "pt_head")
+    if replay_name in heads:
+        raise ConfigError(f"config key 'finetune.replay_head': '{replay_name}' is also a data head")
+    pool = _read_replay(cfg, replay_name)
+    if not pool:
+        raise ConfigError(f"config key 'finetune.replay.data': no pretraining frames in {', '.join(r.data)}")
+    new_train = [c for hd in heads.values() for c in hd.train]
+    method = "fps" if r.selection == "fps" else "random"
+    descriptors = model_descriptors(pretrained, pool) if method == "fps" else None
+    try:
+        sel = select_replay(pool, new_train, r.size, method, descriptors, max_ratio=r.ratio, minimum=r.minimum,
+                            seed=cfg.seed, filter_elements=r.selection != "random")
+    except DataError as err:
+        raise ConfigError(f"config key 'finetune.replay': {err}") from None
+    chosen = [pool[int(i)] for i in sel.indices]
+    split_seed = d.split_seed if d.split_seed is not None else cfg.seed
+    train, valid = random_split(chosen, d.valid_fraction, split_seed)
+    spec = HeadConfig(train=list(r.data), valid=None, valid_fraction=d.valid_fraction, test=[],
+                      energy_key=r.energy_key or d.energy_key, forces_key=r.forces_key or d.forces_key,
+                      stress_key=r.stress_key or d.stress_key, virials_key=r.virials_key or d.virials_key,
+                      e0s={chemical_symbols[z]: float(e) for z, e in zip(zs, e0_p)}, weight=r.weight)
+    heads[replay_name] = type(next(iter(heads.values())))(name=replay_name, spec=spec, train=train, valid=valid)
+    lines.append(f"head {replay_name} (replay of '{p_name}'): E0s kept fixed from the pretrained model "
+                 f"{_format_e0(zs, e0_p)}")
+    lines.append(f"{sel.describe()} from {', '.join(r.data)} (selection {r.selection}, requested "
+                 f"{r.size if r.size is not None else 'max'}, ratio guard {r.ratio:g} x {len(new_train)} new "
+                 f"frames, minimum {r.minimum}); {len(train)} train + {len(valid)} valid; loss weight {r.weight:g}")
+    return [float(x) for x in e0_p]
+
+
+def prepare_finetune(cfg: Config, heads: dict[str, Any], log: Any = print) -> FinetunePlan:
+    """Plan the fine-tuning run; in ``multihead_replay`` mode the replay head (a
+    :class:`mlip.train.data_setup.HeadData`) is appended to ``heads`` (mutated). Prints the plan."""
+    ft = cfg.finetune
+    pretrained, p = _load_pretrained(cfg, heads)
+    p_name = pretrained.heads[p]
+    data_heads = list(heads)
+    lines = [f"fine-tuning {ft.from_model} (mode {ft.mode}); architecture from the model file "
+             f"(the 'model' section is ignored), start head '{p_name}'"]
+    e0s, refits = _data_head_e0s(pretrained, p, heads, lines)
     if ft.mode == "multihead_replay":
-        r = ft.replay
-        replay_name = ft.replay_head or (p_name if p_name not in heads else "pt_head")
-        if replay_name in heads:
-            raise ConfigError(f"config key 'finetune.replay_head': '{replay_name}' is also a data head")
-        pool = _read_replay(cfg, replay_name)
-        if not pool:
-            raise ConfigError(f"config key 'finetune.replay.data': no pretraining frames in {', '.join(r.data)}")
-        new_train = [c for hd in heads.values() for c in hd.train]
-        method = "fps" if r.selection == "fps" else "random"
-        descriptors = model_descriptors(pretrained, pool) if method == "fps" else None
-        try:
-            sel = select_replay(pool, new_train, r.size, method, descriptors, max_ratio=r.ratio, minimum=r.minimum,
-                                seed=cfg.seed, filter_elements=r.selection != "random")
-        except DataError as err:
-            raise ConfigError(f"config key 'finetune.replay': {err}") from None
-        chosen = [pool[int(i)] for i in sel.indices]
-        split_seed = cfg.data.split_seed if cfg.data.split_seed is not None else cfg.seed
-        train, valid = random_split(chosen, cfg.data.valid_fraction, split_seed)
-        spec = HeadConfig(train=list(r.data), valid=None, valid_fraction=cfg.data.valid_fraction, test=[],
-                          energy_key=r.energy_key or cfg.data.energy_key, forces_key=r.forces_key or cfg.data.forces_key,
-                          stress_key=r.stress_key or cfg.data.stress_key,
-                          virials_key=r.virials_key or cfg.data.virials_key,
-                          e0s={chemical_symbols[z]: float(e) for z, e in zip(zs, e0_p)}, weight=r.weight)
-        heads[replay_name] = type(next(iter(heads.values())))(name=replay_name, spec=spec, train=train, valid=valid)
-        e0s.append([float(x) for x in e0_p])
-        lines.append(f"head {replay_name} (replay of '{p_name}'): E0s kept fixed from the pretrained model "
-                     f"{_format_e0(zs, e0_p)}")
-        lines.append(f"{sel.describe()} from {', '.join(r.data)} (selection {r.selection}, requested "
-                     f"{r.size if r.size is not None else 'max'}, ratio guard {r.ratio:g} x {len(new_train)} new "
-                     f"frames, minimum {r.minimum}); {len(train)} train + {len(valid)} valid; loss weight {r.weight:g}")
+        e0s.append(_add_replay_head(cfg, pretrained, p, heads, lines))
     else:
         lines.append("no replay (naive fine-tuning): the pretrained head is not kept")
     new_heads = list(heads)
+    scale_p, shift_p = float(pretrained.scale[p]), float(pretrained.shift[p])
+    hp_old: ModelHyperparameters = pretrained.hparams
     hp = dataclasses.replace(hp_old, heads=new_heads, atomic_energies=e0s,
                              scale=[scale_p] * len(new_heads), shift=[shift_p] * len(new_heads))
     default = ft.default_head or data_heads[0]

@@ -47,7 +47,7 @@ def merge_datasets(datasets: dict[str, Any], head_data: type, log: Any = print) 
 
     The first data set of a head supplies its spec (E0s, keys, statistics) with ``weight`` 1; each data
     set's ``weight`` multiplies the weights of its frames instead. ``datasets`` maps names to
-    :class:`mlip.train.run.HeadData`."""
+    :class:`mlip.train.data_setup.HeadData`."""
     import dataclasses
 
     groups: dict[str, list[Any]] = {}
