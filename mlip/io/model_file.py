@@ -23,6 +23,7 @@ import torch
 import mlip
 from mlip.device import DTYPES, dtype_name
 from mlip.errors import ModelFileError
+from mlip.io.file_kind import describe_bad_model_file, describe_payload
 from mlip.nn.hparams import ModelHyperparameters
 from mlip.nn.backends.convert import convert_backend, verify_backends_agree
 from mlip.nn.model import MACE, build_model
@@ -92,15 +93,17 @@ def save_model(model: MACE, path: str | Path, metadata: dict[str, Any] | None = 
 def read_model_info(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The JSON description and the tensors of a model file (no model is built)."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: {describe_bad_model_file(path)}")
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupt file, pickle with classes, ... (weights_only refuses them)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelFileError(f"{path}: not a readable mlip model file ({first})") from None
+        raise ModelFileError(f"{path}: {describe_bad_model_file(path, err)}") from None  # what it is, what to pass
     if not isinstance(payload, dict) or "mlip_model" not in payload or "state_dict" not in payload:
-        raise ModelFileError(f"{path}: not an mlip model file (missing 'mlip_model'/'state_dict')")
+        kind = describe_payload(payload) or "not an mlip model file (missing 'mlip_model'/'state_dict')"
+        raise ModelFileError(f"{path}: {kind}")
     try:
         info = json.loads(payload["mlip_model"])
     except (TypeError, json.JSONDecodeError) as err:
