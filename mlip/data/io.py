@@ -322,7 +322,8 @@ def _validate(
             from ase.data import chemical_symbols
 
             names = ", ".join(f"{chemical_symbols[z]} (Z={z})" for z in unknown)
-            raise frame_error(path, frame, "species", f"unknown element {names}; allowed: {sorted(allowed)}")
+            known = ", ".join(chemical_symbols[z] for z in sorted(allowed))
+            raise frame_error(path, frame, "species", f"element {names} is not one of the model's elements ({known})")
     # Geometry.
     if not np.isfinite(config.positions).all():
         raise frame_error(path, frame, "positions", "positions contain NaN or inf")

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from mlip.data.elements import symbols
 from mlip.errors import ConfigError, DataError
 from mlip.fidelity.select import farthest_point_sampling
 from mlip.fidelity.shifts import solve_counts
@@ -117,7 +118,7 @@ def select_replay(
         if cand.size == 0:
             raise DataError(
                 f"replay: no pretraining frame shares >= {min(min_shared, len(new_elements))} elements "
-                f"with the fine-tuning data (elements {sorted(new_elements)})"
+                f"with the fine-tuning data (elements {symbols(sorted(new_elements))})"
             )
     else:
         cand = np.arange(len(pretrain), dtype=np.int64)

@@ -25,6 +25,7 @@ import torch
 from mlip.config import Config, HeadConfig, resolve_heads
 from mlip.data.batch import collate, make_loader
 from mlip.data.configuration import Configuration
+from mlip.data.elements import symbols
 from mlip.data.coverage import check_coverage, format_coverage_table
 from mlip.data import stats as data_stats
 from mlip.data.graph import configuration_to_graph, graph_sizes
@@ -293,7 +294,7 @@ def _stored_records(cfg: Config, files: Sequence[OnDiskFile], heads: Sequence[st
                               f"{st.get('e0s_spec')!r}; re-run mlip-preprocess --config")
         missing = [z for z in zs if str(z) not in st["e0s"]]
         if missing:
-            raise DataError(f"{files[0].path}: head '{name}': key 'statistics': no E0 for Z={missing}")
+            raise DataError(f"{files[0].path}: head '{name}': key 'statistics': no E0 for {symbols(missing)}")
         records[name] = data_stats.from_json(st)
     return records
 

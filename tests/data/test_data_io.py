@@ -201,6 +201,7 @@ def test_unknown_element_not_in_allowed(tmp_path):
         read_configurations(path, allowed_numbers=[1, 8])
     assert_names(err, path, 1, "species")
     assert "N (Z=7)" in str(err.value)
+    assert "model's elements (H, O)" in str(err.value)  # symbols, not [1, 8]
 
 
 def test_unknown_element_symbol(tmp_path):
