@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str] | None) -> int:
     from mlip.fidelity.descriptors import radial_descriptors
-    from mlip.fidelity.labels import atomic_write_text, read_structures, write_extxyz
+    from mlip.fidelity.labels import read_structures, write_extxyz
+    from mlip.files import atomic_write_text
     from mlip.fidelity.select import dmin_filter, farthest_point_sampling, plot_selection
 
     args = build_parser().parse_args(argv)

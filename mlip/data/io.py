@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 from mlip.data.configuration import PROPERTIES, Configuration
 from mlip.data.neighbors import neighbor_list
 from mlip.errors import MLIPError, frame_error
+from mlip.files import atomic_path
 
 ISOLATED_ATOM_TYPES = ("IsolatedAtom", "isolated_atom")
 """``config_type`` values that mark an isolated-atom (E0) frame."""
@@ -397,13 +397,5 @@ def write_configurations(
             if w != 1.0:
                 atoms.info[f"config_{prop}_weight"] = w
         frames.append(atoms)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         ase.io.write(tmp, frames, format="extxyz")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

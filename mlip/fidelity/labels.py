@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from mlip.errors import ConfigError, DataError, frame_error
+from mlip.files import atomic_path, atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -204,21 +204,6 @@ def with_labels(
     return out
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_json(path: str | os.PathLike, record: dict) -> None:
     """Atomic JSON write (sorted keys, indented)."""
     atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -228,14 +213,5 @@ def write_extxyz(path: str | os.PathLike, structures: Sequence[Atoms]) -> None:
     """Write frames as extended XYZ atomically (temp file in the same folder, then os.replace)."""
     import ase.io
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".xyz")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".xyz") as tmp:
         ase.io.write(tmp, list(structures), format="extxyz")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -8,13 +8,12 @@ Euclidean in that space. Everything is deterministic.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from mlip.errors import ConfigError, DataError
+from mlip.files import atomic_path
 
 
 def _as_matrix(x: np.ndarray) -> np.ndarray:
@@ -150,14 +149,5 @@ def plot_selection(x: np.ndarray, selected: Sequence[int], path: str | os.PathLi
         ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -13,8 +13,6 @@ strictly. Writes are atomic (temporary file in the same folder, then ``os.replac
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +22,9 @@ import mlip
 from mlip.device import DTYPES, dtype_name
 from mlip.errors import ModelFileError
 from mlip.io.file_kind import describe_bad_model_file, describe_payload
-from mlip.nn.hparams import ModelHyperparameters
+from mlip.files import atomic_path
 from mlip.nn.backends.convert import convert_backend, verify_backends_agree
+from mlip.nn.hparams import ModelHyperparameters
 from mlip.nn.model import MACE, build_model
 from mlip.nn.wigner import refresh_wigner_buffers
 
@@ -77,17 +76,8 @@ def save_model(model: MACE, path: str | Path, metadata: dict[str, Any] | None = 
     except TypeError as err:
         raise ModelFileError(f"{path}: metadata is not JSON-serialisable: {err}") from None
     state = {k: v.detach().cpu().clone() for k, v in _portable_state(model.state_dict()).items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save({"mlip_model": text, "state_dict": state}, fh)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save({"mlip_model": text, "state_dict": state}, tmp)
 
 
 def read_model_info(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from mlip.errors import ModelFileError
+from mlip.files import atomic_path
 
 _NAME = re.compile(r"^epoch-(\d+)\.pt$")
 
@@ -59,19 +60,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same directory, then ``os.replace``."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp.{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """``torch.save`` to ``path`` atomically (:func:`mlip.files.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def checkpoint_path(directory: str | os.PathLike, epoch: int) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from mlip.data.configuration import Configuration
 from mlip.data.graph import configuration_to_graph
 from mlip.data.io import read_configurations
 from mlip.errors import DataError
+from mlip.files import atomic_path, atomic_write_text
 from mlip.train.metrics import ALL, FrameErrors, evaluate, format_table
 from mlip.train.data_setup import eval_batches
 
@@ -83,10 +83,8 @@ def write_predictions(path: str | os.PathLike, source: str, configs: Sequence[Co
         atoms.arrays["MLIP_forces"] = p["forces"]
         if p["stress"] is not None:
             atoms.info["MLIP_stress"] = p["stress"].reshape(-1)
-    out = Path(path)
-    tmp = out.with_name(f".{out.name}.tmp.xyz")
-    ase.io.write(tmp, frames, format="extxyz")
-    os.replace(tmp, out)
+    with atomic_path(path, suffix=".xyz") as tmp:
+        ase.io.write(tmp, frames, format="extxyz")
 
 
 def evaluate_file(
@@ -132,9 +130,6 @@ def evaluate_file(
         write_predictions(output, data, configs, preds)
         log(f"predictions written to {output}")
     if json_path:
-        out = Path(json_path)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(metrics, indent=1))
-        os.replace(tmp, out)
+        atomic_write_text(json_path, json.dumps(metrics, indent=1))
         log(f"metrics written to {json_path}")
     return metrics

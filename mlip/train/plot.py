@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from mlip.files import atomic_path
+
 
 def _series(records: list[dict], split_key: str, metric: str) -> tuple[list[int], list[float]]:
     xs, ys = [], []
@@ -48,8 +50,9 @@ def plot_learning_curves(metrics_path: str | os.PathLike, out_path: str | os.Pat
         ax.set_xlabel("epoch")
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.14, top=0.95, wspace=0.3)
     out = Path(out_path)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        with atomic_path(out, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return out
