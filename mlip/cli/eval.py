@@ -13,9 +13,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="structures with reference labels (extended XYZ, ...)")
     p.add_argument("--head", default=None, help="evaluate every frame with this head (default: the model's only "
                    "head, or each frame's 'head' key)")
-    p.add_argument("--output", default=None, help="write predictions (MLIP_energy, MLIP_forces, MLIP_stress) here")
+    p.add_argument("--output", default=None, help="write the frames with predictions <prefix>energy, <prefix>forces, "
+                   "<prefix>stress (periodic frames) here (extended XYZ)")
+    p.add_argument("--info-prefix", default="MLIP_", help="prefix of the prediction keys in --output (default "
+                   "MLIP_; mace_eval_configs writes MACE_)")
+    p.add_argument("--node-energies", action="store_true", help="also write per-atom energies <prefix>node_energy "
+                   "(eV, E0 + interaction energy; they sum to <prefix>energy) to --output")
+    p.add_argument("--dtype", default=None, choices=["float64", "float32"],
+                   help="evaluate in this precision (default: the model file's)")
     p.add_argument("--json", default=None, help="write metrics as JSON here")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="frames per batch (default 16)")
     p.add_argument("--energy-key", default="energy")
     p.add_argument("--forces-key", default="forces")
     p.add_argument("--stress-key", default="stress")
@@ -32,7 +39,7 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from pathlib import Path
 
-    from mlip.device import resolve_device
+    from mlip.device import resolve_device, resolve_dtype
     from mlip.errors import ConfigError, DataError
     from mlip.io.model_file import load_model
     from mlip.train.evaluation import evaluate_file
@@ -41,14 +48,18 @@ def _main(argv: list[str] | None) -> int:
         raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
     if (args.uncertainty or args.committee) and not (args.uncertainty and args.output):
         raise ConfigError("--committee needs --uncertainty, and --uncertainty needs --output")
+    if args.node_energies and not args.output:
+        raise ConfigError("--node-energies: per-atom energies are written to --output; give --output FILE.xyz")
+    if not args.info_prefix or any(c.isspace() or c in "=\"'" for c in args.info_prefix):
+        raise ConfigError(f"--info-prefix: {args.info_prefix!r} is not a usable key prefix (no spaces, quotes or =)")
     if not Path(args.data).is_file():
-        raise DataError(f"{args.data}: file not found")
+        raise DataError(f"--data {args.data}: file not found")
     device = resolve_device(args.device, key="--device")
-    model = load_model(args.model, device=device)
+    model = load_model(args.model, device=device, dtype=resolve_dtype(args.dtype) if args.dtype else None)
     evaluate_file(
         model, args.data, head=args.head, batch_size=args.batch_size, energy_key=args.energy_key,
         forces_key=args.forces_key, stress_key=args.stress_key, output=args.output, json_path=args.json,
-        device=device,
+        device=device, info_prefix=args.info_prefix, node_energies=args.node_energies,
     )
     if args.uncertainty or args.committee:
         from mlip.uncertainty import annotate_file, load_potential

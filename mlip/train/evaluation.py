@@ -1,7 +1,9 @@
 """Evaluate a trained model on a labelled file: error table, JSON metrics, predictions file (``mlip-eval``).
 
 Predictions are written as extended XYZ with ``MLIP_energy`` (info, eV), ``MLIP_forces`` (per-atom
-array, eV/A) and, for periodic frames, ``MLIP_stress`` (info, 3x3 flattened row-major, eV/A^3, ASE sign).
+array, eV/A) and, for periodic frames, ``MLIP_stress`` (info, 3x3 flattened row-major, eV/A^3, ASE sign);
+with ``node_energies`` also ``MLIP_node_energy`` (per-atom array, eV: E0 + interaction energy of each atom,
+summing to ``MLIP_energy``). The prefix ``MLIP_`` is ``info_prefix`` (mace_eval_configs' ``--info_prefix``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def predict_configurations(
     batch_size: int = 16,
     device: torch.device | str = "cpu",
 ) -> tuple[FrameErrors, list[dict[str, np.ndarray]]]:
-    """Errors and per-frame predictions (``energy`` float, ``forces`` [N,3], ``stress`` [3,3] or None)."""
+    """Errors and per-frame predictions (``energy`` float, ``forces`` [N,3], ``stress`` [3,3] or None,
+    ``node_energy`` [N], eV)."""
     heads = list(getattr(model, "heads", ["Default"]))
     r_max = float(model.r_max)
     dtype = _model_dtype(model)
@@ -56,6 +59,7 @@ def predict_configurations(
             preds.append({
                 "energy": float(out["energy"][b].detach().cpu()),
                 "forces": out["forces"][ptr[b]: ptr[b + 1]].detach().cpu().double().numpy(),
+                "node_energy": out["node_energy"][ptr[b]: ptr[b + 1]].detach().cpu().double().numpy(),
                 "stress": None if stress is None else stress[b].detach().cpu().double().numpy(),
             })
 
@@ -67,8 +71,8 @@ def predict_configurations(
 
 
 def write_predictions(path: str | os.PathLike, source: str, configs: Sequence[Configuration],
-                      preds: Sequence[dict[str, Any]]) -> None:
-    """Write the frames of ``source`` (all their original keys) plus MLIP_* predictions, atomically."""
+                      preds: Sequence[dict[str, Any]], info_prefix: str = "MLIP_", node_energies: bool = False) -> None:
+    """Write the frames of ``source`` (all their original keys) plus ``<info_prefix>*`` predictions, atomically."""
     import ase.io
     from ase import Atoms
 
@@ -79,10 +83,12 @@ def write_predictions(path: str | os.PathLike, source: str, configs: Sequence[Co
     if len(frames) != len(configs):
         frames = [Atoms(numbers=c.numbers, positions=c.positions, cell=c.cell, pbc=c.pbc) for c in configs]
     for atoms, p in zip(frames, preds):
-        atoms.info["MLIP_energy"] = p["energy"]
-        atoms.arrays["MLIP_forces"] = p["forces"]
+        atoms.info[f"{info_prefix}energy"] = p["energy"]
+        atoms.arrays[f"{info_prefix}forces"] = p["forces"]
+        if node_energies:
+            atoms.arrays[f"{info_prefix}node_energy"] = p["node_energy"]
         if p["stress"] is not None:
-            atoms.info["MLIP_stress"] = p["stress"].reshape(-1)
+            atoms.info[f"{info_prefix}stress"] = p["stress"].reshape(-1)
     with atomic_path(path, suffix=".xyz") as tmp:
         ase.io.write(tmp, frames, format="extxyz")
 
@@ -99,8 +105,12 @@ def evaluate_file(
     json_path: str | None = None,
     device: torch.device | str = "cpu",
     log: Any = print,
+    info_prefix: str = "MLIP_",
+    node_energies: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` on ``data``; print the table; write predictions/JSON when asked; return the metrics."""
+    """Evaluate ``model`` on ``data``; print the table; write predictions/JSON when asked; return the metrics.
+
+    ``info_prefix`` and ``node_energies``: the prediction keys of ``output`` (see the module docstring)."""
     heads = list(getattr(model, "heads", ["Default"]))
     if head is not None and head not in heads:
         raise DataError(f"--head {head}: the model has heads {', '.join(heads)}")
@@ -127,7 +137,7 @@ def evaluate_file(
     metrics["n_configs"] = len(configs)
     metrics["per_group"] = {h: {ct: s for ct, s in g.items()} for h, g in grouped.items() if h != ALL}
     if output:
-        write_predictions(output, data, configs, preds)
+        write_predictions(output, data, configs, preds, info_prefix, node_energies)
         log(f"predictions written to {output}")
     if json_path:
         atomic_write_text(json_path, json.dumps(metrics, indent=1))

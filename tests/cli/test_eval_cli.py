@@ -57,3 +57,30 @@ def test_eval_errors(trained, tmp_path, capsys):
     assert eval_main(["--model", str(model), "--data", str(data), "--head", "other"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "none.xyz" in err[0] and "other" in err[1]
+
+
+def test_eval_as_mace_eval_configs(trained, tmp_path, capsys):
+    """--info-prefix, --node-energies, --dtype, --batch-size (the mace_eval_configs options)."""
+    model, data = trained
+    ref, pred = tmp_path / "ref.xyz", tmp_path / "pred.xyz"
+    assert eval_main(["--model", str(model), "--data", str(data), "--output", str(ref)]) == 0
+    assert eval_main(["--model", str(model), "--data", str(data), "--output", str(pred), "--info-prefix", "MACE_",
+                      "--node-energies", "--dtype", "float32", "--batch-size", "2"]) == 0
+    ref_frames, frames = ase.io.read(ref, ":"), ase.io.read(pred, ":")
+    assert all("MLIP_node_energy" not in a.arrays for a in ref_frames)  # default output unchanged
+    for a, r in zip(frames, ref_frames):
+        assert "MLIP_energy" not in a.info and a.arrays["MACE_node_energy"].shape == (len(a),)
+        assert a.arrays["MACE_forces"].shape == (len(a), 3)
+        # per-atom energies sum to the total; float32 agrees with the float64 evaluation to float32 precision
+        assert a.arrays["MACE_node_energy"].sum() == pytest.approx(a.info["MACE_energy"], abs=1e-6 * len(a) * 1e3)
+        assert a.info["MACE_energy"] == pytest.approx(r.info["MLIP_energy"], rel=1e-6)
+        assert a.info["MACE_energy"] != r.info["MLIP_energy"]  # really evaluated in float32
+    capsys.readouterr()
+    for argv, message in (
+        (["--node-energies"], "error: --node-energies: per-atom energies are written to --output"),
+        (["--batch-size", "0"], "error: --batch-size: must be >= 1, got 0"),
+        (["--output", str(pred), "--info-prefix", "a b"], "error: --info-prefix: 'a b' is not a usable key prefix"),
+    ):
+        assert eval_main(["--model", str(model), "--data", str(data), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(message) and "\n" not in err and "config key" not in err
