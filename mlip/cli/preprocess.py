@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from mlip.cli.common import run_cli
 from mlip.errors import ConfigError
@@ -31,9 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", default=None, help="head name of every frame (default: the frames' 'head' key)")
     p.add_argument("--r-max", type=float, default=5.0, help="cutoff (A) of the stored neighbour statistics")
     p.add_argument("--e0s", default="fit",
-                   help="'fit', 'isolated' (needs --isolated-atoms or IsolatedAtom frames) or a JSON mapping")
+                   help="'fit' / 'average' (least squares), 'isolated' (needs --isolated-atoms or IsolatedAtom "
+                   "frames), or element energies: a JSON mapping, 'H=-13.6,C=-1026.9', or a JSON/YAML file")
     p.add_argument("--isolated-atoms", default=None, help="file with isolated-atom frames (for --e0s isolated)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (a bar is only drawn on a "
+                   "terminal: logs get no carriage-return lines)")
     return p
 
 
@@ -48,7 +51,7 @@ def _main(argv: list[str] | None) -> int:
         from pathlib import Path
 
         out = args.output or str(Path(args.config).with_name(Path(args.config).stem + "_h5"))
-        preprocess_config(load_config(args.config, args.overrides), out, progress=not args.no_progress)
+        preprocess_config(load_config(args.config, args.overrides), out, progress=_progress(args))
         return 0
     if args.overrides:
         raise ConfigError(f"overrides {args.overrides} need --config")
@@ -56,17 +59,37 @@ def _main(argv: list[str] | None) -> int:
         raise ConfigError("--output: give the .h5 file to write (with --data)")
     if not is_ondisk_path(args.output):
         raise ConfigError(f"--output {args.output}: expected a .h5 file name")
-    e0s = args.e0s
-    if e0s not in ("fit", "isolated"):
-        try:
-            e0s = json.loads(e0s)
-        except json.JSONDecodeError:
-            raise ConfigError(f"--e0s {args.e0s!r}: expected 'fit', 'isolated' or a JSON mapping") from None
+    e0s = _e0s(args.e0s)
     keys = {"energy_key": args.energy_key, "forces_key": args.forces_key, "stress_key": args.stress_key,
             "virials_key": args.virials_key}
     preprocess_files(args.data, args.output, r_max=args.r_max, e0s=e0s, isolated_atoms=args.isolated_atoms,
-                     keys=keys, head=args.head, progress=not args.no_progress)
+                     keys=keys, head=args.head, progress=_progress(args))
     return 0
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """A progress bar only when asked and stderr (where tqdm draws) is a terminal."""
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def _e0s(text: str) -> str | dict[int, float]:
+    """``--e0s``: a keyword, or element energies through the one parser (mlip.data.elements)."""
+    from mlip.data.elements import load_element_energies, parse_element_energies
+
+    if text in ("fit", "average", "isolated"):
+        return "fit" if text == "average" else text
+    if text.lstrip().startswith("{"):
+        try:
+            mapping = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--e0s {text!r}: invalid JSON ({err})") from None
+        if not isinstance(mapping, dict):
+            raise ConfigError(f"--e0s {text!r}: expected a JSON mapping element -> energy")
+        return parse_element_energies(mapping, "option --e0s")
+    if not ("=" in text or text.lower().endswith((".json", ".yaml", ".yml"))):
+        raise ConfigError(f"--e0s {text!r}: expected 'fit', 'average', 'isolated', a JSON mapping, "
+                          "'H=-13.6,...' or a JSON/YAML file (isolated-atom frames: --e0s isolated --isolated-atoms FILE)")
+    return load_element_energies(text, "option --e0s")
 
 
 def main(argv: list[str] | None = None) -> int:
