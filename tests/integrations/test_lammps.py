@@ -169,3 +169,37 @@ def test_errors_are_one_line(model, tmp_path):
     with pytest.raises(ConfigError, match="not a chemical element"):
         attach(lmp, model, ["Si", "Mx"])
     lmp.close()
+
+
+MPI_SCRIPT = """
+import sys
+from integ_support import ELEMENTS, lammps_setup, molecule, new_lammps, tiny_model
+from mlip.errors import ConfigError
+from mlip.integrations.lammps import attach
+lmp = new_lammps()
+lmp.commands_string(lammps_setup(molecule(), periodic=False))
+try:
+    attach(lmp, tiny_model(num_interactions=1), ELEMENTS)
+except ConfigError as err:
+    print("refused:", err)
+"""
+
+
+def test_two_mpi_ranks_are_refused(tmp_path):
+    """Under the mpich wheel's mpirun with 2 ranks, attach refuses with the one-line message on each rank."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    mpirun = Path(sys.executable).parent / "mpirun"
+    if not mpirun.exists():
+        pytest.skip(f"no mpirun beside {sys.executable} (the mpich wheel's launcher)")
+    script = tmp_path / "two_ranks.py"
+    script.write_text(MPI_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent), OMP_NUM_THREADS="1")
+    result = subprocess.run([str(mpirun), "-np", "2", sys.executable, str(script)], capture_output=True, text=True,
+                            env=env, timeout=300)
+    refused = [line for line in result.stdout.splitlines() if line.startswith("refused:")]
+    assert len(refused) == 2, result.stdout + result.stderr
+    assert "runs on one MPI rank, this LAMMPS has 2" in refused[0]
