@@ -56,9 +56,17 @@ class HeadLLPR:
 
 @dataclass
 class LLPR:
-    """Per-head LLPR state of one model (``heads`` in the model's head order)."""
+    """Per-head LLPR state of one model (``heads`` in the model's head order).
+
+    ``force_samples`` (not stored in files): ``None`` gives exact force/stress variances (P backward
+    passes per evaluation); an integer K estimates them from K random directions ``L omega / sqrt(K)``,
+    ``omega ~ N(0, I)`` (K backward passes, unbiased, relative noise about ``sqrt(2/K)``; seeded by
+    ``sample_seed``, so repeated calls give the same estimate). Energy sigmas are always exact.
+    """
 
     heads: dict[str, HeadLLPR]
+    force_samples: int | None = None
+    sample_seed: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """JSON-serialisable description (floats as Python floats: exact round trip)."""
@@ -101,7 +109,7 @@ class LLPR:
 
     def potential(self, model: torch.nn.Module) -> LLPRPotential:
         """An evaluator of ``model`` with LLPR uncertainties (the hook of :class:`mlip.calculator.MLIPCalculator`)."""
-        return LLPRPotential(model, self)
+        return LLPRPotential(model, self, self.force_samples, self.sample_seed)
 
 
 def iter_batches(
@@ -213,33 +221,52 @@ def save_llpr_model(model: torch.nn.Module, llpr: LLPR, path: str | Path, metada
     save_model(model, path, metadata={**(metadata or {}), "llpr": llpr.to_json()})
 
 
-def load_llpr(path: str | Path) -> LLPR:
-    """The LLPR state stored in a model file (JSON only; no code is executed, no model is built)."""
+def load_llpr(path: str | Path, force_samples: int | None = None) -> LLPR:
+    """The LLPR state stored in a model file (JSON only; no code is executed, no model is built).
+    ``force_samples``: see :class:`LLPR`."""
     from mlip.io.model_file import read_model_info
 
     info, _ = read_model_info(path)
     data = (info.get("metadata") or {}).get("llpr")
     if data is None:
         raise ModelFileError(f"{path}: the model file has no LLPR; run mlip-uncertainty fit --model {path} ...")
-    return LLPR.from_json(data, source=str(path))
+    llpr = LLPR.from_json(data, source=str(path))
+    llpr.force_samples = force_samples
+    return llpr
 
 
 class LLPRPotential:
-    """``potential(batch, compute_stress=False) -> dict``: predictions with LLPR uncertainties (see module doc)."""
+    """``potential(batch, compute_stress=False) -> dict``: predictions with LLPR uncertainties (see module doc).
 
-    def __init__(self, model: torch.nn.Module, llpr: LLPR) -> None:
+    ``force_samples``/``seed``: exact (None) or sampled force and stress variances (see :class:`LLPR`).
+    """
+
+    def __init__(self, model: torch.nn.Module, llpr: LLPR, force_samples: int | None = None, seed: int = 0) -> None:
         llpr.check(model)
         self.model = model
         param = next(model.parameters())
-        self.factors = torch.stack([llpr.heads[name].factor() for name in model.heads]).to(param.device, param.dtype)
+        factors = torch.stack([llpr.heads[name].factor() for name in model.heads])  # [H, P, P] float64
+        self.factors = factors.to(param.device, param.dtype)
+        if force_samples is None:
+            self.directions = self.factors
+        else:
+            if force_samples < 1:
+                raise ValueError(f"force_samples must be >= 1 or None, got {force_samples}")
+            gen = torch.Generator().manual_seed(seed)
+            omega = torch.randn(factors.shape[2], force_samples, generator=gen, dtype=torch.float64)
+            self.directions = (factors @ omega / force_samples**0.5).to(param.device, param.dtype)
 
     def __call__(
         self, batch: dict[str, torch.Tensor], compute_stress: bool = False, compute_forces: bool = True
     ) -> dict[str, torch.Tensor]:
         """``compute_forces=False`` skips forces and their variances (energies only: no backward pass)."""
-        out = evaluate_with_features(self.model, batch, self.factors[batch["head"]], compute_forces=compute_forces,
-                                     compute_stress=compute_stress)
-        out["energy_uncertainty"] = out["proj"].pow(2).sum(dim=1).sqrt()
+        heads = batch["head"]
+        derivatives = compute_forces or compute_stress
+        out = evaluate_with_features(self.model, batch, self.directions[heads] if derivatives else None,
+                                     compute_forces=compute_forces, compute_stress=compute_stress)
+        z = torch.einsum("bp,bpk->bk", out["features"], self.factors[heads].to(out["features"].dtype))
+        out["proj"] = z  # f^T L: inner products are the energy covariance
+        out["energy_uncertainty"] = z.pow(2).sum(dim=1).sqrt()
         if compute_forces:
             out["forces_variance"] = out.pop("proj_forces").pow(2).sum(dim=0)
             out["forces_uncertainty"] = out["forces_variance"].sum(dim=1).sqrt()

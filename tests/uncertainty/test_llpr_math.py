@@ -124,3 +124,23 @@ def test_energy_difference_sigma_closed_form():
         for j in range(5):
             d = (f[i] - f[j]).numpy()
             assert float(sig[i, j]) == pytest.approx(np.sqrt(0.3 * d @ inv @ d), rel=1e-10, abs=1e-12)
+
+
+def test_sampled_force_variances_are_unbiased():
+    """force_samples=K: K random directions L omega / sqrt(K); the mean over seeds approaches the exact variance,
+    energy sigmas stay exact."""
+    rng = np.random.default_rng(7)
+    model = tiny_model(seed=2)
+    gram, _ = accumulate_gram(model, iter_batches(model, [molecule(rng, 5) for _ in range(20)], 10))
+    llpr = LLPR({"Default": HeadLLPR(gram[0], readout_weights(model)[0], 20, alpha2=0.7, reg=0.05)})
+    batch = next(iter_batches(model, [molecule(rng, 6), molecule(rng, 4)], 2))
+    exact = llpr.potential(model)(batch)
+    totals = []
+    for seed in range(40):
+        llpr.force_samples, llpr.sample_seed = 8, seed
+        sampled = llpr.potential(model)(batch)
+        torch.testing.assert_close(sampled["energy_uncertainty"], exact["energy_uncertainty"])
+        totals.append(float(sampled["forces_variance"].sum()))
+    # 40 x 8 = 320 directions: the mean total variance is within a few percent (tolerance ~3 standard errors)
+    assert np.mean(totals) == pytest.approx(float(exact["forces_variance"].sum()), rel=0.12)
+    assert np.std(totals) > 0  # really sampled
