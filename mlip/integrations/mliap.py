@@ -25,7 +25,6 @@ holds the plain mlip model file bytes (tensors + JSON) and the settings, not a p
 
 from __future__ import annotations
 
-import os
 import pickle
 import tempfile
 from pathlib import Path
@@ -177,20 +176,13 @@ def write_mliap_model(
 
     For LAMMPS only: mlip never loads this file type (it is a pickle and loading it runs code).
     """
+    from mlip.files import atomic_path
+
     unified = MLIPMLIAPUnified(model, device=device, dtype=dtype, head=head)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if path.suffix in (".pt", ".pth"):
-                torch.save(unified, fh)
-            else:
+    with atomic_path(path) as tmp:
+        if Path(path).suffix in (".pt", ".pth"):
+            torch.save(unified, tmp)
+        else:
+            with open(tmp, "wb") as fh:
                 pickle.dump(unified, fh)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return unified
