@@ -3,6 +3,7 @@
     mlip-convert from-mace --hyperparameters H.json --state-dict S.npz -o model.pt
     mlip-convert from-mace file.model -o model.pt   (mace-torch .model, read safely: no mace-torch needed and
                                                      nothing from the file runs; same as --model file.model)
+    mlip-convert to-mace model.pt -o DIR             (hyperparameters.json + state_dict.npz for mace-torch 0.3.16)
     mlip-convert backend --model in.pt --backend cueq -o out.pt  (e3nn <-> cuEquivariance, self-checked)
     mlip-convert lammps model.pt -o model-mliap.pt  (pair_style mliap unified file; LAMMPS only, docs/integrations.md)
 """
@@ -27,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("-o", "--output", required=True, help="output mlip model file")
     m.add_argument("--dtype", choices=["float64", "float32"], default=None,
                    help="dtype of the written model (default: the .model file's; float64 for --state-dict)")
+    t = sub.add_parser("to-mace", help="write mace-torch constructor arguments (JSON) + state dict (NPZ), see docs/model.md")
+    t.add_argument("model", help="input mlip model file")
+    t.add_argument("-o", "--output", required=True, help="output folder (hyperparameters.json, state_dict.npz)")
     b = sub.add_parser("backend", help="switch a model file between the e3nn and cueq backends (checked, lossless)")
     b.add_argument("--model", required=True, help="input mlip model file")
     b.add_argument("--backend", required=True, choices=["e3nn", "cueq"], help="backend of the written model")
@@ -44,6 +48,13 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "lammps":
         return _to_lammps(args)
+    if args.command == "to-mace":
+        from mlip.io.mace_export import export_mace
+        from mlip.io.model_file import load_model
+
+        hp_path, sd_path = export_mace(load_model(args.model, dtype=resolve_dtype("float64")), args.output)
+        print(f"wrote {hp_path} and {sd_path}; load them in a mace-torch venv with scripts/mace_from_mlip_export.py")
+        return 0
     if args.command == "backend":
         from mlip.io.model_file import convert_model_file
 
