@@ -157,3 +157,18 @@ def test_float32_calculator_agrees_with_float64():
         c64.get_property("energy_uncertainty", atoms.copy()), rel=1e-4)
     np.testing.assert_allclose(c32.get_property("forces_uncertainty", atoms),
                                c64.get_property("forces_uncertainty", atoms.copy()), rtol=1e-3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (never run so far: no GPU here)")
+def test_llpr_and_committee_on_cuda_match_cpu():
+    model, llpr = fitted()
+    atoms = atoms_of(crystal(np.random.default_rng(19)))
+    cpu = MLIPCalculator(model, uncertainty=llpr)
+    gpu = MLIPCalculator(model, device="cuda", uncertainty=llpr)
+    for key in ("energy_uncertainty", "forces_uncertainty", "stress_uncertainty"):
+        np.testing.assert_allclose(gpu.get_property(key, atoms), cpu.get_property(key, atoms.copy()), rtol=1e-8)
+    members = [model, tiny_model(seed=8)]
+    cpu = MLIPCalculator(model, uncertainty=Committee(members))
+    gpu = MLIPCalculator(model, device="cuda", uncertainty=Committee(members))
+    np.testing.assert_allclose(gpu.get_property("forces_uncertainty", atoms),
+                               cpu.get_property("forces_uncertainty", atoms.copy()), rtol=1e-8)
