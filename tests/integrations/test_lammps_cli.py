@@ -77,3 +77,26 @@ def test_cli_missing_files(model_file, tmp_path, capsys):
     assert "--model" in capsys.readouterr().err
     assert main(["--model", str(model_file), "--elements", "Si", "-in", str(tmp_path / "x.in")]) == 2
     assert "no such LAMMPS input file" in capsys.readouterr().err
+
+
+def test_model_error_stops_run_and_names_line(tmp_path, monkeypatch):
+    """An exception in the model call cannot cross LAMMPS: the run halts at once and run_input re-raises it."""
+    from integ_support import new_lammps
+
+    from mlip.errors import DataError
+    from mlip.integrations.lammps import run_input
+
+    calls = []
+
+    def failing(self, batch, compute_stress=False):
+        calls.append(1)
+        raise DataError("model failed")
+
+    monkeypatch.setattr(MLIPCalculator, "evaluate", failing)
+    script = tmp_path / "in.lammps"
+    script.write_text(lammps_setup(molecule(), periodic=False) + "fix nve all nve\nrun 100000\nrun 100000\n")
+    lmp = new_lammps()
+    with pytest.raises(DataError, match=r"in.lammps: line 17: model failed"):
+        run_input(lmp, script, tiny_model(num_interactions=1), ELEMENTS)
+    assert len(calls) == 1 and lmp.get_thermo("step") <= 1
+    lmp.close()
