@@ -138,8 +138,8 @@ class MLIPMLIAPUnified(MLIAPUnified):
         ``elems [ntotal]`` element indices, ``pair_i``/``pair_j [npairs]`` atom indices,
         ``rij [npairs, 3] = x_j - x_i`` (A), ``nlocal``: atoms ``0..nlocal-1`` are local.
         """
-        device = self.model.atomic_energies.device
-        dtype = self.model.atomic_energies.dtype
+        parameter = next(self.model.parameters())
+        device, dtype = parameter.device, parameter.dtype  # the model's float dtype (energies come out float64)
         elems = torch.as_tensor(np.asarray(elems), dtype=torch.long, device=device)
         n = int(elems.shape[0])
         receiver = torch.as_tensor(np.asarray(pair_i), dtype=torch.long, device=device)

@@ -148,7 +148,8 @@ class MLIPTorchSimModel(ModelInterface):
             out = self.potential(batch, compute_stress=self._compute_stress)
         else:
             out = evaluate(self.model, batch, compute_stress=self._compute_stress)
-        result = {"energy": out["energy"].detach(), "forces": out["forces"].detach()}
+        # mlip sums energies in float64 even for a float32 model; torch-sim expects the model's dtype
+        result = {"energy": out["energy"].detach().to(self._dtype), "forces": out["forces"].detach().to(self._dtype)}
         if self._compute_stress:
-            result["stress"] = out["stress"].detach()
+            result["stress"] = out["stress"].detach().to(self._dtype)
         return result

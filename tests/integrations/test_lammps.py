@@ -203,3 +203,23 @@ def test_two_mpi_ranks_are_refused(tmp_path):
     refused = [line for line in result.stdout.splitlines() if line.startswith("refused:")]
     assert len(refused) == 2, result.stdout + result.stderr
     assert "runs on one MPI rank, this LAMMPS has 2" in refused[0]
+
+
+@pytest.mark.parametrize(
+    "device, dtype, tolerance",
+    [
+        ("cpu", "float32", 1e-4),
+        pytest.param("cuda", "float64", 1e-9, marks=pytest.mark.skipif(
+            not __import__("torch").cuda.is_available(), reason="needs CUDA (never run: no GPU on the development machines)")),
+    ],
+)
+def test_device_and_dtype(model, device, dtype, tolerance):
+    atoms = molecule()
+    lmp = new_lammps()
+    lmp.commands_string(lammps_setup(atoms, periodic=False))
+    attach(lmp, model, ELEMENTS, device=device, dtype=dtype)
+    lmp.command("run 0")
+    reference = _calculator(model, atoms)
+    assert abs(lmp.get_thermo("pe") - reference.get_potential_energy()) < tolerance
+    assert np.abs(sorted_by_id(lmp, "f", len(atoms)) - reference.get_forces()).max() < tolerance
+    lmp.close()

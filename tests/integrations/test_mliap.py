@@ -169,3 +169,14 @@ def test_convert_cli(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "missing.pt" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_float32_model_close_to_float64():
+    atoms = triclinic_cell()
+    model = tiny_model(num_interactions=1)
+    data64, tags = lammps_pairs(atoms, 4.0)
+    data32, _ = lammps_pairs(atoms, 4.0)
+    mliap.MLIPMLIAPUnified(model).compute_forces(data64)
+    mliap.MLIPMLIAPUnified(model, dtype="float32").compute_forces(data32)
+    assert abs(data32.energy - data64.energy) < 1e-4
+    assert np.abs(data32.f - data64.f).max() < 1e-4

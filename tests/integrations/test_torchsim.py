@@ -111,3 +111,25 @@ def test_batched_nvt_runs(model):
         moved = atoms.copy()
         moved.positions = final.positions[final.system_idx == s].numpy()
         assert abs(float(final.energy[s]) - _reference(model, moved)["energy"]) < 1e-9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (never run: no GPU on the development machines)")
+def test_cuda_batch_matches_cpu(model):
+    systems = _systems()
+    cpu = MLIPTorchSimModel(model)
+    gpu = MLIPTorchSimModel(model, device="cuda")
+    out_cpu = cpu(ts.io.atoms_to_state(systems, cpu.device, cpu.dtype))
+    out_gpu = gpu(ts.io.atoms_to_state(systems, gpu.device, gpu.dtype))
+    for key in ("energy", "forces", "stress"):
+        assert torch.allclose(out_gpu[key].cpu(), out_cpu[key], atol=1e-9, rtol=0), key
+
+
+def test_float32_close_to_float64(model):
+    systems = _systems()
+    single = MLIPTorchSimModel(model, dtype=torch.float32)
+    double = MLIPTorchSimModel(model, dtype=torch.float64)
+    out32 = single(ts.io.atoms_to_state(systems, single.device, single.dtype))
+    out64 = double(ts.io.atoms_to_state(systems, double.device, double.dtype))
+    assert out32["energy"].dtype == torch.float32
+    assert torch.allclose(out32["energy"].double(), out64["energy"], atol=1e-4, rtol=0)
+    assert torch.allclose(out32["forces"].double(), out64["forces"], atol=1e-4, rtol=0)
