@@ -22,9 +22,8 @@ than silu/tanh, an interaction kind mace does not have) are refused with one lin
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from mlip.errors import ModelFileError
+from mlip.files import atomic_write_bytes, atomic_write_text
 from mlip.io.mace import INTERACTION_CLASSES, e3nn044_relative_sign
 from mlip.nn.interaction import NonLinearInteraction
 from mlip.nn.model import MACE
@@ -178,7 +178,8 @@ def _mace_columns(hparams: dict[str, Any], model: MACE) -> dict[tuple[int, int, 
 
     mace's basis is not symmetrised: its columns are the coupling paths of ``nu`` features in sequence.
     Counted here from the irreps with e3nn's selection rules (no mace code): the number of ways to couple
-    ``nu`` copies of the edge-irreps-independent node irreps (``sh`` irreps up to ``max_ell``) to ``L``.
+    ``nu`` copies of the contraction's coupling irreps, one after the other, to the output irrep. Checked
+    against the ``U_matrix`` shapes of the mace-torch 0.3.16 fixtures (tests/fixtures/mace).
     """
     from e3nn import o3
 
@@ -206,16 +207,8 @@ def export_mace(model: MACE, out_dir: str | Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = (out_dir / "hyperparameters.json", out_dir / "state_dict.npz")
-    for path, write in ((paths[0], lambda f: f.write(json.dumps(hp, indent=1).encode())),
-                        (paths[1], lambda f: np.savez(f, **state))):
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=out_dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+    atomic_write_text(paths[0], json.dumps(hp, indent=1))
+    buffer = io.BytesIO()
+    np.savez(buffer, **state)
+    atomic_write_bytes(paths[1], buffer.getvalue())
     return paths
