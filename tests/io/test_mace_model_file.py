@@ -26,7 +26,7 @@ from mace_support import (  # noqa: E402
 )
 
 from mlip.errors import ModelFileError  # noqa: E402
-from mlip.io.mace import convert_mace_model_file  # noqa: E402
+from mlip.io.mace import convert_mace_model_file, load_model_or_mace  # noqa: E402
 from mlip.io.mace_model import mace_config_from_file  # noqa: E402
 from mlip.io.mace_pickle import is_mace_model_file, module_state_dict, read_mace_model_file  # noqa: E402
 
@@ -172,6 +172,14 @@ def test_malicious_file_refused_payload_not_run(kind, tmp_path):
         convert_mace_model_file(path)
     msg = str(err.value)
     assert "\n" not in msg and str(path) in msg and "refused" in msg
+    assert not marker.exists()
+    # the same through the CLI and through fine-tuning's loader: exit 2, one line, nothing written or run
+    from mlip.cli.convert import main
+
+    assert main(["from-mace", str(path), "-o", str(tmp_path / "out.pt")]) == 2
+    assert not (tmp_path / "out.pt").exists() and not marker.exists()
+    with pytest.raises(ModelFileError, match="refused"):
+        load_model_or_mace(path)
     assert not marker.exists()
 
 
