@@ -59,21 +59,23 @@ def systems() -> dict:
     return {"acac": acac, "si64": si}
 
 
-def time_calls(calc, atoms, repeats: int) -> float:
-    """Median ms of ``calc.calculate`` (all properties, no ASE caching: positions jittered each call)."""
+def time_calls(calcs: list, atoms, repeats: int) -> list[float]:
+    """Median ms of ``calc.calculate`` per calculator (all properties, no ASE caching: positions jittered each
+    call). The calculators take turns call by call, so a change of machine load hits all of them alike."""
     from ase.calculators.calculator import all_changes
 
     props = ["energy", "forces"] + (["stress"] if atoms.pbc.all() else [])
     rng = np.random.default_rng(0)
     base = atoms.positions.copy()
-    times = []
+    times: list[list[float]] = [[] for _ in calcs]
     for k in range(repeats + 2):
         atoms.positions = base + 1e-4 * rng.normal(size=base.shape)
-        start = time.perf_counter()
-        calc.calculate(atoms, props, all_changes)
-        if k >= 2:
-            times.append(1e3 * (time.perf_counter() - start))
-    return statistics.median(times)
+        for calc, row in zip(calcs, times):
+            start = time.perf_counter()
+            calc.calculate(atoms.copy(), props, all_changes)
+            if k >= 2:
+                row.append(1e3 * (time.perf_counter() - start))
+    return [statistics.median(row) for row in times]
 
 
 def main() -> None:
@@ -90,7 +92,7 @@ def main() -> None:
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     print(f"commit {commit}, {platform.node()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s), median of {args.repeats} calls")
+          f"{args.threads} thread(s), median of {args.repeats} interleaved calls")
     k, m = args.samples, args.members
     print(f"| system | atoms | dtype | plain ms | LLPR exact ms (x plain) | LLPR K={k} ms (x plain) | committee-{m} ms (x plain) |")
     print("|---|---|---|---|---|---|---|")
@@ -106,10 +108,7 @@ def main() -> None:
             with_llpr = MLIPCalculator(model, dtype=dtype_name, uncertainty=llpr)
             with_samples = MLIPCalculator(model, dtype=dtype_name, uncertainty=sampled)
             committee = MLIPCalculator(model, dtype=dtype_name, uncertainty=Committee(members))
-            t0 = time_calls(plain, atoms.copy(), args.repeats)
-            t1 = time_calls(with_llpr, atoms.copy(), args.repeats)
-            t2 = time_calls(with_samples, atoms.copy(), args.repeats)
-            t3 = time_calls(committee, atoms.copy(), args.repeats)
+            t0, t1, t2, t3 = time_calls([plain, with_llpr, with_samples, committee], atoms, args.repeats)
             print(f"| {name} | {len(atoms)} | {dtype_name} | {t0:.1f} | {t1:.0f} ({t1 / t0:.1f}x) | {t2:.0f} ({t2 / t0:.1f}x) "
                   f"| {t3:.0f} ({t3 / t0:.1f}x) |", flush=True)
 
