@@ -111,7 +111,8 @@ def read_mapping_file(path: str | os.PathLike) -> dict[int, float]:
         kind = "JSON" if p.suffix == ".json" else "YAML"
         raise DataError(f"{p}: invalid {kind} ({str(err).splitlines()[0]})") from None
     if not isinstance(data, dict):
-        raise DataError(f"{p}: expected a mapping element -> energy (eV), e.g. {{H: -13.6, C: -1026.9}}")
+        raise DataError(f"{p}: expected a mapping element -> energy (eV), e.g. {{H: -13.6, C: -1026.9}}; for "
+                        "isolated-atom frames give a structure file (e0s: isolated_atoms.xyz)")
     return parse_element_energies(data, str(p), in_file=True)
 
 
