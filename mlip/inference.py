@@ -35,11 +35,12 @@ from typing import Any, Callable
 
 import torch
 
+from mlip.data import keys
 from mlip.nn.grad_output import energy_gradients, strain, zero_displacement
 
-NODE_KEYS: tuple[str, ...] = ("positions", "numbers", "batch")
+NODE_KEYS: tuple[str, ...] = keys.ATOM_DIM_KEYS
 """Batch entries whose dimension 0 is the atom count."""
-EDGE_DIMS: tuple[tuple[str, int], ...] = (("edge_index", 1), ("unit_shifts", 0))
+EDGE_DIMS: tuple[tuple[str, int], ...] = keys.EDGE_DIMS
 """Batch entries with an edge-count dimension, and which dimension."""
 
 
@@ -65,7 +66,9 @@ def strain_batch(
     strain derivative at zero strain. Positions are row vectors: ``r' = r (1 + eps)``.
     """
     strained = dict(batch)
-    strained["positions"], strained["cell"] = strain(batch["positions"], batch["cell"], batch["batch"], displacement)
+    strained[keys.POSITIONS], strained[keys.CELL] = strain(
+        batch[keys.POSITIONS], batch[keys.CELL], batch[keys.BATCH], displacement
+    )
     return strained
 
 
@@ -74,7 +77,7 @@ def _energy_function(model: torch.nn.Module) -> Callable[..., tuple[torch.Tensor
 
     def energy(batch: dict[str, torch.Tensor], displacement: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = model(strain_batch(batch, displacement), compute_forces=False, compute_stress=False, training=False)
-        return out["energy"], out["node_energy"]
+        return out[keys.ENERGY], out[keys.NODE_ENERGY]
 
     return energy
 
@@ -89,21 +92,23 @@ def energy_forces_stress(
     Works for any energy function of a (strained) batch, compiled or not. Returns detached tensors
     in the format of :func:`evaluate`.
     """
-    positions = batch["positions"].detach().requires_grad_(True)
-    num_graphs = batch["cell"].shape[0]
+    positions = batch[keys.POSITIONS].detach().requires_grad_(True)
+    num_graphs = batch[keys.CELL].shape[0]
     # The strain derivative is always taken (it costs one small extra reduction in the backward):
     # a compiled energy function then sees the same inputs with or without stress, one graph.
     displacement = zero_displacement(num_graphs, positions)
     inputs = dict(batch)
-    inputs["positions"] = positions
+    inputs[keys.POSITIONS] = positions
     _mark_dynamic(inputs)
     with torch.enable_grad():
         energy, node_energy = energy_fn(inputs, displacement)
-        grads = energy_gradients(energy, positions, displacement, batch["cell"], batch["pbc"])
-    out = {"energy": energy.detach(), "node_energy": node_energy.detach(), "forces": grads["forces"].detach()}
+        grads = energy_gradients(energy, positions, displacement, batch[keys.CELL], batch[keys.PBC])
+    out = {
+        keys.ENERGY: energy.detach(), keys.NODE_ENERGY: node_energy.detach(), keys.FORCES: grads[keys.FORCES].detach()
+    }
     if compute_stress:
-        out["virials"] = grads["virials"].detach()
-        out["stress"] = grads["stress"].detach()
+        out[keys.VIRIALS] = grads[keys.VIRIALS].detach()
+        out[keys.STRESS] = grads[keys.STRESS].detach()
     return out
 
 

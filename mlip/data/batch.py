@@ -14,11 +14,12 @@ import numpy as np
 import torch
 import torch.utils.data
 
+from mlip.data import keys
 from mlip.data.graph import GRAPH_KEYS, NODE_KEYS, graph_sizes
 
-_LONG_KEYS = {"numbers", "edge_index", "head", "batch", "ptr"}
-_BOOL_KEYS = {"pbc", "has_energy", "has_forces", "has_stress", "has_virials"}
-FLOAT64_KEYS = {"energy"}
+_LONG_KEYS = keys.LONG_KEYS
+_BOOL_KEYS = keys.BOOL_KEYS
+FLOAT64_KEYS = {keys.ENERGY}
 """Float entries kept in float64 whatever the batch dtype: total energies (~1e4 eV) would lose ~1e-3 eV
 to float32 rounding; the model returns float64 energies too (docs/model.md, "Precision")."""
 
@@ -46,14 +47,14 @@ def collate(graphs: Sequence[dict[str, np.ndarray]], dtype: torch.dtype = torch.
     out: dict[str, np.ndarray] = {}
     for key in NODE_KEYS:
         out[key] = np.concatenate([g[key] for g in graphs], axis=0)
-    out["edge_index"] = np.concatenate(
-        [g["edge_index"] + offset for g, offset in zip(graphs, ptr[:-1])], axis=1
+    out[keys.EDGE_INDEX] = np.concatenate(
+        [g[keys.EDGE_INDEX] + offset for g, offset in zip(graphs, ptr[:-1])], axis=1
     ).reshape(2, -1)
-    out["unit_shifts"] = np.concatenate([g["unit_shifts"] for g in graphs], axis=0).reshape(-1, 3)
+    out[keys.UNIT_SHIFTS] = np.concatenate([g[keys.UNIT_SHIFTS] for g in graphs], axis=0).reshape(-1, 3)
     for key in GRAPH_KEYS:
         out[key] = np.stack([np.asarray(g[key]) for g in graphs], axis=0)
-    out["batch"] = np.repeat(np.arange(len(graphs), dtype=np.int64), n_atoms)
-    out["ptr"] = ptr
+    out[keys.BATCH] = np.repeat(np.arange(len(graphs), dtype=np.int64), n_atoms)
+    out[keys.PTR] = ptr
     return {key: _to_tensor(key, value, dtype) for key, value in out.items()}
 
 

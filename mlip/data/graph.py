@@ -7,19 +7,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mlip.data import keys
 from mlip.data.configuration import PROPERTIES, Configuration
 from mlip.data.neighbors import neighbor_list
 from mlip.errors import DataError
 
-NODE_KEYS: tuple[str, ...] = ("positions", "numbers", "forces")
+NODE_KEYS: tuple[str, ...] = keys.PER_ATOM
 """Per-atom entries (concatenated by collate)."""
-EDGE_KEYS: tuple[str, ...] = ("edge_index", "unit_shifts")
+EDGE_KEYS: tuple[str, ...] = keys.PER_EDGE
 """Per-edge entries (edge_index is concatenated along axis 1 with node offsets)."""
-GRAPH_KEYS: tuple[str, ...] = (
-    "cell", "pbc", "head", "energy", "weight",
-    "energy_weight", "forces_weight", "stress_weight", "virials_weight",
-    "stress", "virials", "has_energy", "has_forces", "has_stress", "has_virials",
-)
+GRAPH_KEYS: tuple[str, ...] = keys.PER_GRAPH
 """Per-graph entries (stacked by collate)."""
 
 
@@ -43,16 +40,17 @@ def configuration_to_graph(config: Configuration, r_max: float, heads: Sequence[
     sender, receiver, shifts, _ = neighbor_list(config.positions, config.cell, config.pbc, r_max)
     n = config.n_atoms
     graph: dict[str, np.ndarray] = {
-        "positions": config.positions.astype(np.float64, copy=True),
-        "numbers": config.numbers.astype(np.int64, copy=True),
-        "edge_index": np.stack([sender, receiver]).astype(np.int64).reshape(2, -1),
-        "unit_shifts": shifts.astype(np.float64).reshape(-1, 3),
-        "cell": config.cell.astype(np.float64, copy=True),
-        "pbc": config.pbc.astype(bool, copy=True),
-        "head": np.asarray(heads.index(config.head), dtype=np.int64),
-        "weight": np.asarray(config.weight, dtype=np.float64),
+        keys.POSITIONS: config.positions.astype(np.float64, copy=True),
+        keys.NUMBERS: config.numbers.astype(np.int64, copy=True),
+        keys.EDGE_INDEX: np.stack([sender, receiver]).astype(np.int64).reshape(2, -1),
+        keys.UNIT_SHIFTS: shifts.astype(np.float64).reshape(-1, 3),
+        keys.CELL: config.cell.astype(np.float64, copy=True),
+        keys.PBC: config.pbc.astype(bool, copy=True),
+        keys.HEAD: np.asarray(heads.index(config.head), dtype=np.int64),
+        keys.WEIGHT: np.asarray(config.weight, dtype=np.float64),
     }
-    zeros = {"energy": np.zeros(()), "forces": np.zeros((n, 3)), "stress": np.zeros((3, 3)), "virials": np.zeros((3, 3))}
+    zeros = {keys.ENERGY: np.zeros(()), keys.FORCES: np.zeros((n, 3)), keys.STRESS: np.zeros((3, 3)),
+             keys.VIRIALS: np.zeros((3, 3))}
     for prop in PROPERTIES:
         value = getattr(config, prop)
         present = value is not None
@@ -65,4 +63,4 @@ def configuration_to_graph(config: Configuration, r_max: float, heads: Sequence[
 
 def graph_sizes(graph: dict[str, np.ndarray]) -> tuple[int, int]:
     """(number of atoms, number of edges) of a graph dict."""
-    return int(graph["numbers"].shape[0]), int(graph["edge_index"].shape[1])
+    return int(graph[keys.NUMBERS].shape[0]), int(graph[keys.EDGE_INDEX].shape[1])

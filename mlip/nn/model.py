@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from e3nn import o3
 
+from mlip.data import keys
 from mlip.errors import ConfigError, DataError
 from mlip.nn.edge_readout import EdgeEnergyReadout
 from mlip.nn.grad_output import energy_gradients, strain, zero_displacement
@@ -206,17 +207,17 @@ class MACE(torch.nn.Module):
         training: bool = False,
     ) -> dict[str, torch.Tensor]:
         dtype = self.dtype  # the model's float dtype; inputs are cast to it
-        positions = batch["positions"]
+        positions = batch[keys.POSITIONS]
         if positions.dtype != dtype:
             positions = positions.to(dtype)
-        node_graph = batch["batch"]
-        edge_index = batch["edge_index"]
-        num_graphs = batch["ptr"].shape[0] - 1
+        node_graph = batch[keys.BATCH]
+        edge_index = batch[keys.EDGE_INDEX]
+        num_graphs = batch[keys.PTR].shape[0] - 1
         num_nodes = positions.shape[0]
-        element = self.element_index(batch["numbers"])
+        element = self.element_index(batch[keys.NUMBERS])
         one_hot = torch.nn.functional.one_hot(element, len(self.atomic_numbers)).to(dtype)
-        node_head = batch["head"][node_graph] if "head" in batch else torch.zeros_like(node_graph)
-        cell = batch["cell"].reshape(-1, 3, 3).to(dtype)
+        node_head = batch[keys.HEAD][node_graph] if keys.HEAD in batch else torch.zeros_like(node_graph)
+        cell = batch[keys.CELL].reshape(-1, 3, 3).to(dtype)
 
         if compute_forces and not positions.requires_grad:
             positions = positions.detach().clone().requires_grad_(True)
@@ -227,10 +228,10 @@ class MACE(torch.nn.Module):
             positions, cell = strain(positions, cell, node_graph, displacement)
 
         sender, receiver = edge_index[0], edge_index[1]
-        shifts = torch.einsum("ei,eij->ej", batch["unit_shifts"].to(dtype), cell[node_graph[sender]])
+        shifts = torch.einsum("ei,eij->ej", batch[keys.UNIT_SHIFTS].to(dtype), cell[node_graph[sender]])
         vectors = positions[receiver] - positions[sender] + shifts
         lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
-        edge_gate = batch.get("edge_gate")
+        edge_gate = batch.get(keys.EDGE_GATE)
         if edge_gate is not None:
             edge_gate = edge_gate.to(dtype)
 
@@ -276,17 +277,17 @@ class MACE(torch.nn.Module):
         inter_e = torch.zeros(num_graphs, dtype=f64, device=positions.device).scatter_add(0, node_graph, node_inter)
         e0 = torch.zeros(num_graphs, dtype=f64, device=positions.device).scatter_add(0, node_graph, node_e0)
         out: dict[str, torch.Tensor] = {
-            "energy": e0 + inter_e,
-            "node_energy": node_e0 + node_inter,
-            "interaction_energy": inter_e,
-            "node_feats": torch.cat(descriptors, dim=-1),
+            keys.ENERGY: e0 + inter_e,
+            keys.NODE_ENERGY: node_e0 + node_inter,
+            keys.INTERACTION_ENERGY: inter_e,
+            keys.NODE_FEATS: torch.cat(descriptors, dim=-1),
         }
         if edge_energy is not None:
-            out["edge_energy"] = edge_energy
+            out[keys.EDGE_ENERGY] = edge_energy
         if compute_forces or compute_stress:  # E0s do not depend on positions: differentiate inter_e
             out.update(energy_gradients(
                 inter_e, leaf_positions if compute_forces else None, displacement,
-                batch["cell"].reshape(-1, 3, 3).to(dtype), batch.get("pbc"), create_graph=training,
+                batch[keys.CELL].reshape(-1, 3, 3).to(dtype), batch.get(keys.PBC), create_graph=training,
             ))
         return out
 

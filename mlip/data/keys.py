@@ -1,0 +1,92 @@
+"""Every key of a graph dict, a batch dict and a model output dict, with its shape: the one list.
+
+``B`` graphs, ``N`` atoms, ``E`` directed edges, ``F`` descriptor features. Graph dicts
+(:func:`mlip.data.graph.configuration_to_graph`) hold the batch keys without ``batch``/``ptr``, as
+numpy, per-graph entries unbatched; :func:`mlip.data.batch.collate` makes the batch. The model
+(:mod:`mlip.nn.model`) reads batch keys and writes output keys. This module is data's public
+vocabulary: the only part of :mod:`mlip.data` that :mod:`mlip.nn` may import (pyproject's
+import-linter contract). Units: A, eV, eV/A, eV/A^3.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------------------------- batch: inputs
+POSITIONS = "positions"
+"""``[N,3]`` float, Cartesian positions (A)."""
+NUMBERS = "numbers"
+"""``[N]`` long, atomic numbers (the model maps them to its element index)."""
+BATCH = "batch"
+"""``[N]`` long, the graph of each atom (batch only)."""
+PTR = "ptr"
+"""``[B+1]`` long, first atom of each graph and the total (batch only)."""
+EDGE_INDEX = "edge_index"
+"""``[2,E]`` long, row 0 sender, row 1 receiver (batch offsets applied)."""
+UNIT_SHIFTS = "unit_shifts"
+"""``[E,3]`` float, integer-valued lattice translation of each edge."""
+CELL = "cell"
+"""``[B,3,3]`` float, lattice vectors as rows (zeros without a cell) (A)."""
+PBC = "pbc"
+"""``[B,3]`` bool, periodic directions."""
+HEAD = "head"
+"""``[B]`` long, index into the model's heads."""
+EDGE_GATE = "edge_gate"
+"""``[E]`` float, optional multiplier of every edge's contribution (E3D attribution)."""
+
+# ---------------------------------------------------------------------------------- batch: labels
+ENERGY = "energy"
+"""``[B]`` float, total energy (eV); also a model output."""
+FORCES = "forces"
+"""``[N,3]`` float, forces (eV/A); also a model output."""
+STRESS = "stress"
+"""``[B,3,3]`` float, stress, ASE sign (eV/A^3); also a model output."""
+VIRIALS = "virials"
+"""``[B,3,3]`` float, virials ``-dE/d(strain)`` (eV); also a model output."""
+WEIGHT = "weight"
+"""``[B]`` float, the frame's weight."""
+ENERGY_WEIGHT, FORCES_WEIGHT, STRESS_WEIGHT, VIRIALS_WEIGHT = (
+    "energy_weight", "forces_weight", "stress_weight", "virials_weight")
+"""``[B]`` float each, per-property weights."""
+HAS_ENERGY, HAS_FORCES, HAS_STRESS, HAS_VIRIALS = "has_energy", "has_forces", "has_stress", "has_virials"
+"""``[B]`` bool each: the frame carries that label (missing labels are zero-filled and masked)."""
+
+# ---------------------------------------------------------------------------------- model outputs
+NODE_ENERGY = "node_energy"
+"""``[N]`` float, per-atom energy including E0 (eV)."""
+INTERACTION_ENERGY = "interaction_energy"
+"""``[B]`` float, energy minus the E0s (eV)."""
+NODE_FEATS = "node_feats"
+"""``[N,F]`` float, concatenated invariant node features (descriptors)."""
+EDGE_ENERGY = "edge_energy"
+"""``[E]`` float, energy of each directed edge (edge-energy readout only) (eV)."""
+
+PROPERTIES: tuple[str, ...] = (ENERGY, FORCES, STRESS, VIRIALS)
+"""The labelled properties, in loss order."""
+
+SHAPES: dict[str, str] = {
+    POSITIONS: "[N,3]", NUMBERS: "[N]", BATCH: "[N]", PTR: "[B+1]", EDGE_INDEX: "[2,E]", UNIT_SHIFTS: "[E,3]",
+    CELL: "[B,3,3]", PBC: "[B,3]", HEAD: "[B]", EDGE_GATE: "[E]",
+    ENERGY: "[B]", FORCES: "[N,3]", STRESS: "[B,3,3]", VIRIALS: "[B,3,3]", WEIGHT: "[B]",
+    ENERGY_WEIGHT: "[B]", FORCES_WEIGHT: "[B]", STRESS_WEIGHT: "[B]", VIRIALS_WEIGHT: "[B]",
+    HAS_ENERGY: "[B]", HAS_FORCES: "[B]", HAS_STRESS: "[B]", HAS_VIRIALS: "[B]",
+    NODE_ENERGY: "[N]", INTERACTION_ENERGY: "[B]", NODE_FEATS: "[N,F]", EDGE_ENERGY: "[E]",
+}
+"""Shape of every key (B graphs, N atoms, E edges, F features)."""
+
+PER_ATOM: tuple[str, ...] = (POSITIONS, NUMBERS, FORCES)
+"""Per-atom entries of a graph dict (concatenated by collate)."""
+PER_EDGE: tuple[str, ...] = (EDGE_INDEX, UNIT_SHIFTS)
+"""Per-edge entries of a graph dict (edge_index concatenated along axis 1 with atom offsets)."""
+PER_GRAPH: tuple[str, ...] = (
+    CELL, PBC, HEAD, ENERGY, WEIGHT, ENERGY_WEIGHT, FORCES_WEIGHT, STRESS_WEIGHT, VIRIALS_WEIGHT,
+    STRESS, VIRIALS, HAS_ENERGY, HAS_FORCES, HAS_STRESS, HAS_VIRIALS,
+)
+"""Per-graph entries of a graph dict (stacked by collate)."""
+LONG_KEYS: frozenset[str] = frozenset({NUMBERS, EDGE_INDEX, HEAD, BATCH, PTR})
+"""Batch entries of dtype long; the others are bool (:data:`BOOL_KEYS`) or float."""
+BOOL_KEYS: frozenset[str] = frozenset({PBC, HAS_ENERGY, HAS_FORCES, HAS_STRESS, HAS_VIRIALS})
+"""Batch entries of dtype bool."""
+
+ATOM_DIM_KEYS: tuple[str, ...] = (POSITIONS, NUMBERS, BATCH)
+"""Model inputs whose dimension 0 is the atom count (marked dynamic for torch.compile)."""
+EDGE_DIMS: tuple[tuple[str, int], ...] = ((EDGE_INDEX, 1), (UNIT_SHIFTS, 0))
+"""Model inputs with an edge-count dimension, and which dimension."""
