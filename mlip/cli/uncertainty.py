@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--reg", type=float, default=None,
                      help="fix the regulariser lambda (units of H0) instead of fitting it")
     fit.add_argument("--batch-size", type=int, default=8, help="structures per batch (memory) [8]")
+    fit.add_argument("--chunk-frames", type=int, default=2000,
+                     help="read --train this many frames at a time (memory; H0 is streamed) [2000]")
     fit.add_argument("--energy-key", default="energy", help="energy label of --valid [energy]")
     fit.add_argument("--forces-key", default="forces", help="forces label of --valid [forces]")
     fit.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N [auto]")
@@ -38,8 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read(path: str, model, head: str | None, energy_key: str, forces_key: str, flag: str):
-    """Labelled configurations of ``path`` with heads checked against the model; isolated atoms dropped."""
+def _read(path: str, model, head: str | None, energy_key: str, forces_key: str, flag: str, chunk: int = 0):
+    """Configurations of ``path`` with heads checked against the model, isolated atoms dropped.
+
+    ``chunk > 0`` yields them lazily, ``chunk`` frames read at a time (memory bounded for big training sets).
+    """
     from pathlib import Path
 
     from mlip.data.io import is_isolated_atom, read_configurations
@@ -50,21 +55,32 @@ def _read(path: str, model, head: str | None, energy_key: str, forces_key: str, 
     heads = list(model.heads)
     if head is None and len(heads) == 1:
         head = heads[0]
-    configs = read_configurations(path, energy_key=energy_key, forces_key=forces_key, head=head,
-                                  allowed_numbers=[int(z) for z in model.atomic_numbers])
     default = getattr(model, "default_head", None)
-    kept = []
-    for i, c in enumerate(configs):
-        if c.head not in heads and default in heads:
-            c.head = default
-        if c.head not in heads:
-            raise DataError(f"{path}: frame {i}: key 'head': '{c.head}' is not one of the model's heads "
-                            f"({', '.join(heads)}); pass --head")
-        if not is_isolated_atom(c):
-            kept.append(c)
+    allowed = [int(z) for z in model.atomic_numbers]
+    start, kept = 0, 0
+    while True:
+        index = f"{start}:{start + chunk}" if chunk > 0 else ":"
+        try:
+            configs = read_configurations(path, energy_key=energy_key, forces_key=forces_key, head=head,
+                                          allowed_numbers=allowed, index=index)
+        except DataError as err:
+            if start == 0 or "no frames read" not in str(err):
+                raise
+            configs = []  # past the last frame
+        for i, c in enumerate(configs, start=start):
+            if c.head not in heads and default in heads:
+                c.head = default
+            if c.head not in heads:
+                raise DataError(f"{path}: frame {i}: key 'head': '{c.head}' is not one of the model's heads "
+                                f"({', '.join(heads)}); pass --head")
+            if not is_isolated_atom(c):
+                kept += 1
+                yield c
+        if chunk <= 0 or len(configs) < chunk:
+            break
+        start += chunk
     if not kept:
         raise DataError(f"{flag} {path}: no frames besides isolated atoms")
-    return kept
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -75,6 +91,8 @@ def _fit(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
+    if args.chunk_frames < 1:
+        raise ConfigError(f"--chunk-frames: must be >= 1, got {args.chunk_frames}")
     terms = [t.strip() for t in args.calibrate_on.split(",") if t.strip()]
     if not terms or any(t not in ("energy", "forces") for t in terms):
         raise ConfigError(f"--calibrate-on: expected energy, forces or energy,forces, got {args.calibrate_on!r}")
@@ -85,9 +103,10 @@ def _fit(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=device, dtype=dtype)
     for p in model.parameters():
         p.requires_grad_(False)
-    train = _read(args.train, model, args.head, args.energy_key, args.forces_key, "--train")
-    valid = _read(args.valid, model, args.head, args.energy_key, args.forces_key, "--valid")
-    print(f"H0 from {len(train)} frames of {args.train}; calibration on {len(valid)} frames of {args.valid}")
+    valid = list(_read(args.valid, model, args.head, args.energy_key, args.forces_key, "--valid"))
+    train = _read(args.train, model, args.head, args.energy_key, args.forces_key, "--train", args.chunk_frames)
+    print(f"H0 from {args.train} (read {args.chunk_frames} frames at a time); calibration on {len(valid)} frames "
+          f"of {args.valid}")
     llpr = fit_llpr(model, train, valid, batch_size=args.batch_size, device=device, calibrate_on=terms,
                     reg=args.reg, log=print)
     metadata = dict(read_model_info(args.model)[0].get("metadata") or {})

@@ -53,6 +53,12 @@ def test_fit_show_eval_and_select(files, capsys):
     head = load_llpr(d / "model_llpr.pt").heads["Default"]
     assert head.n_train == 10 and head.n_valid == 6 and head.calibrated_on == ["energy", "forces"]
     assert head.alpha2 > 0 and head.reg > 0
+    code, out = run(unc_cli.main, ["fit", "--model", d / "model.pt", "--train", d / "train.xyz", "--valid",
+                                   d / "valid.xyz", "-o", d / "chunked.pt", "--batch-size", 4, "--chunk-frames", 3],
+                    capsys)
+    assert code == 0, out.err
+    chunked = load_llpr(d / "chunked.pt").heads["Default"]  # train read 3 frames at a time: same H0
+    assert chunked.n_train == 10 and bool((chunked.gram == head.gram).all())
     code, out = run(unc_cli.main, ["show", d / "model_llpr.pt"], capsys)
     assert code == 0 and "head Default: P = 8" in out.out
 
