@@ -173,7 +173,7 @@ def mace_state_dict(model: MACE, mace_columns: dict | None = None) -> dict[str, 
     return out
 
 
-def _mace_columns(hparams: dict[str, Any], model: MACE) -> dict[tuple[int, int, int], int]:
+def _mace_columns(model: MACE) -> dict[tuple[int, int, int], int]:
     """Column count of mace-torch 0.3.16's ``U_matrix`` per (product, output irrep, order).
 
     mace's basis is not symmetrised: its columns are the coupling paths of ``nu`` features in sequence.
@@ -203,7 +203,7 @@ def _mace_columns(hparams: dict[str, Any], model: MACE) -> dict[tuple[int, int, 
 def export_mace(model: MACE, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``hyperparameters.json`` and ``state_dict.npz`` for mace-torch into ``out_dir`` (atomically)."""
     hp = mace_hyperparameters(model)
-    state = mace_state_dict(model, _mace_columns(hp, model))
+    state = mace_state_dict(model, _mace_columns(model))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = (out_dir / "hyperparameters.json", out_dir / "state_dict.npz")

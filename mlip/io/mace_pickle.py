@@ -25,7 +25,7 @@ import pickle
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -59,16 +59,16 @@ class Record:
     args: tuple[Any, ...]
     state: Any
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Record":  # noqa: D102
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         obj = object.__new__(cls)
         obj.args = args
         obj.state = dict(kwargs) if kwargs else None
         return obj
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: D107
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def __setstate__(self, state: Any) -> None:  # noqa: D105
+    def __setstate__(self, state: Any) -> None:
         self.state = state
 
     def __repr__(self) -> str:
@@ -148,12 +148,12 @@ _DATA_GLOBALS: dict[tuple[str, str], Any] = {
 class SafeUnpickler(pickle.Unpickler):
     """Unpickler that resolves globals to inert records or local data constructors, never importing."""
 
-    def __init__(self, data: bytes, storages: "_ZipStorages", path: str) -> None:
+    def __init__(self, data: bytes, storages: _ZipStorages, path: str) -> None:
         super().__init__(io.BytesIO(data))
         self._storages = storages
         self._path = path
 
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D102
+    def find_class(self, module: str, name: str) -> Any:
         key = (module, name)
         if key in _DATA_GLOBALS:
             return _DATA_GLOBALS[key]
@@ -169,7 +169,7 @@ class SafeUnpickler(pickle.Unpickler):
             "contain (nothing from the file was run)"
         )
 
-    def persistent_load(self, pid: Any) -> Any:  # noqa: D102
+    def persistent_load(self, pid: Any) -> Any:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
             raise ModelFileError(f"{self._path}: refused: unknown persistent id {str(pid)[:60]!r}")
         return self._storages.get(str(pid[2]), pid[1])
@@ -222,7 +222,7 @@ def read_mace_model_file(path: str | Path) -> Record:
             root = unpickler.load()
         except ModelFileError:
             raise
-        except Exception as err:  # malformed pickle: any error of the pickle machinery on inert data
+        except Exception as err:  # noqa: BLE001  (malformed pickle: any error of the machinery on inert data)
             raise ModelFileError(f"{path}: cannot read the pickle: {type(err).__name__}: {err}") from None
     if not isinstance(root, Record):
         raise ModelFileError(f"{path}: the file holds a {type(root).__name__}, not a pickled mace-torch model")
@@ -269,6 +269,6 @@ def is_mace_model_file(path: str | Path) -> bool:
                 strings.append(str(arg))
             if op.name == "STACK_GLOBAL":
                 return len(strings) >= 2 and strings[-2].startswith("mace.")
-    except Exception:  # malformed pickle: not a mace model
+    except Exception:  # noqa: BLE001  (malformed pickle: not a mace model)
         return False
     return False

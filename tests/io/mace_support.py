@@ -12,7 +12,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "nn"))
 
-from graphs import atoms_structures, make_batch  # noqa: E402
+from graphs import atoms_structures, make_batch
 
 HERE = Path(__file__).resolve().parent
 OLD_FIXTURES = HERE.parents[0] / "fixtures" / "mace"

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import ase.io
 import numpy as np
-import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "nn"))
 
-from graphs import FIXTURES, atoms_structures, make_batch  # noqa: E402
+from graphs import FIXTURES, atoms_structures, make_batch
 
-from mlip.cli.convert import main  # noqa: E402
-from mlip.io.model_file import load_model  # noqa: E402
+from mlip.cli.convert import main
+from mlip.io.model_file import load_model
 
 
 def test_convert_cli_parity(tmp_path, capsys):

@@ -12,12 +12,12 @@ from ase.io import read, write
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mace_support import OLD_FIXTURES, decompress  # noqa: E402
+from mace_support import OLD_FIXTURES, decompress
 
-from mlip.config import config_from_dict  # noqa: E402
-from mlip.io.mace import convert_mace_model_file, load_model_or_mace  # noqa: E402
-from mlip.io.model_file import load_model, read_model_info  # noqa: E402
-from mlip.train.run import train  # noqa: E402
+from mlip.config import config_from_dict
+from mlip.io.mace import convert_mace_model_file, load_model_or_mace
+from mlip.io.model_file import load_model, read_model_info
+from mlip.train.run import train
 
 ACAC = Path(__file__).resolve().parents[2] / "data" / "acac"
 

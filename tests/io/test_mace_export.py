@@ -15,13 +15,13 @@ from ase.io import write
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mace_support import max_diffs  # noqa: E402
+from mace_support import max_diffs
 
-from mlip.cli.convert import main  # noqa: E402
-from mlip.io.mace import convert_mace_model_file  # noqa: E402
-from mlip.io.model_file import save_model  # noqa: E402
-from mlip.nn.hparams import ModelHyperparameters  # noqa: E402
-from mlip.nn.model import build_model  # noqa: E402
+from mlip.cli.convert import main
+from mlip.io.mace import convert_mace_model_file
+from mlip.io.model_file import save_model
+from mlip.nn.hparams import ModelHyperparameters
+from mlip.nn.model import build_model
 
 MACE_PYTHON = Path(os.environ.get("MLIP_MACE_PYTHON", "/tmp/macevenv/bin/python"))
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "mace_from_mlip_export.py"
@@ -69,7 +69,7 @@ def test_round_trip_through_mace_torch(kind, tmp_path):
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", OMP_NUM_THREADS="1", PYTHONPATH="")
     run = subprocess.run([str(MACE_PYTHON), str(SCRIPT), str(tmp_path / "exported"), "--save", str(tmp_path / "back.model"),
                           "--eval", str(tmp_path / "structures.xyz"), "--outputs", str(tmp_path / "outputs.npz")],
-                         env=env, capture_output=True, text=True, timeout=600)
+                         env=env, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "loaded into ScaleShiftMACE: heads ['a', 'b']" in run.stdout
     # mace-torch's own model and neighbour lists reproduce the mlip model

@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mace_support import (  # noqa: E402
+from mace_support import (
     OLD_FIXTURES,
     SHARED_MACE,
     SHARED_VARIANTS,
@@ -25,10 +25,14 @@ from mace_support import (  # noqa: E402
     max_diffs,
 )
 
-from mlip.errors import ModelFileError  # noqa: E402
-from mlip.io.mace import convert_mace_model_file, load_model_or_mace  # noqa: E402
-from mlip.io.mace_model import mace_config_from_file  # noqa: E402
-from mlip.io.mace_pickle import is_mace_model_file, module_state_dict, read_mace_model_file  # noqa: E402
+from mlip.errors import ModelFileError
+from mlip.io.mace import convert_mace_model_file, load_model_or_mace
+from mlip.io.mace_model import mace_config_from_file
+from mlip.io.mace_pickle import (
+    is_mace_model_file,
+    module_state_dict,
+    read_mace_model_file,
+)
 
 needs_shared = pytest.mark.skipif(not SHARED_MACE.is_dir(), reason=f"{SHARED_MACE} absent (shared reference data)")
 _STRUCTURAL = ("atomic_numbers", "r_max", "num_bessel", "num_polynomial_cutoff", "max_ell", "interaction_cls",
