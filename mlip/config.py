@@ -20,7 +20,7 @@ from typing import Any, Literal, Union
 
 import yaml
 
-from mlip.config_ranges import check_model_section, check_ranges, normalise_e0s
+from mlip.config_ranges import check_model_section, check_ranges, check_tea_finetune, normalise_e0s
 from mlip.errors import ConfigError
 from mlip.nn.hparams import ModelHyperparameters
 
@@ -431,51 +431,11 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"config key 'data.heads.{name}.train': no training file given")
     for prefix, section in [("data", d)] + [(f"data.heads.{n}", h) for n, h in d.heads.items()]:
         normalise_e0s(section, prefix)  # e0s: file.xyz -> isolated with that file
-    _validate_tea_finetune(cfg)
+    check_tea_finetune(cfg)
     check_ranges(cfg)  # every numeric range, before any data is read
     check_model_section(cfg)
     if len(cfg.optimiser.betas) != 2:
         raise ConfigError(f"config key 'optimiser.betas': expected two numbers, got {cfg.optimiser.betas}")
-
-
-def _validate_tea_finetune(cfg: Config) -> None:
-    """Checks of the ``tea`` blocks and the ``finetune`` block."""
-    d = cfg.data
-    blocks = [("data.tea", d.tea)] + [(f"data.heads.{n}.tea", h.tea) for n, h in d.heads.items()]
-    for where, tea in blocks:
-        if tea is None:
-            continue
-        if tea.source_atoms is None or tea.target_atoms is None:
-            raise ConfigError(f"config key '{where}': needs both 'source_atoms' and 'target_atoms'")
-        if tea.scale is None and not tea.pairs:
-            raise ConfigError(f"config key '{where}': needs 'scale' (1 = ICEA) or 'pairs' to fit it")
-        if tea.pairs is not None and len(tea.pairs) != 2:
-            raise ConfigError(f"config key '{where}.pairs': expected two files [source, target]")
-    if d.tea is not None and d.heads:
-        raise ConfigError("config key 'data.tea': with 'data.heads' give the tea block per head")
-    ft = cfg.finetune
-    if ft is None:
-        return
-    if not ft.from_model:
-        raise ConfigError("config key 'finetune.from_model': no pretrained model file given")
-    r = ft.replay
-    if ft.mode == "multihead_replay" and not r.data:
-        raise ConfigError(
-            "config key 'finetune.replay.data': multihead_replay needs the pretraining data to draw the "
-            "replay set from (or set finetune.mode: naive for fine-tuning without replay)"
-        )
-    if ft.mode == "naive" and r.data:
-        raise ConfigError("config key 'finetune.replay.data': naive fine-tuning uses no replay; remove it "
-                          "or set finetune.mode: multihead_replay")
-    if ft.mode == "naive" and len(d.heads) > 1:
-        raise ConfigError("config key 'finetune.mode': naive fine-tuning trains a single head; "
-                          "declare at most one data head")
-    if r.size is not None and r.size < 1:
-        raise ConfigError(f"config key 'finetune.replay.size': must be >= 1, got {r.size}")
-    if r.ratio < 0 or r.minimum < 0 or r.weight < 0:
-        raise ConfigError("config key 'finetune.replay': ratio, minimum and weight must be >= 0")
-    if is_ondisk_paths(d):
-        raise ConfigError("config key 'finetune': fine-tuning reads extended XYZ data, not on-disk .h5 files")
 
 
 def is_ondisk_paths(d: DataConfig) -> bool:

@@ -3,7 +3,9 @@
 :func:`check_ranges` walks :data:`RANGES` (dotted key -> allowed interval) over a validated
 :class:`mlip.config.Config`; :func:`normalise_e0s` checks the ``e0s`` values of the data section and of
 every head. Both raise :class:`mlip.errors.ConfigError` with one line naming the key as the user writes it
-(``config key 'model.r_max': must be > 0, got -1.0``). Used by :func:`mlip.config.config_from_dict`.
+(``config key 'model.r_max': must be > 0, got -1.0``). :func:`check_model_section` runs the model's own
+check on the ``model`` section, :func:`check_tea_finetune` the cross-field rules of the ``tea`` and
+``finetune`` blocks. Used by :func:`mlip.config.config_from_dict`.
 """
 
 from __future__ import annotations
@@ -160,3 +162,45 @@ def check_model_section(cfg: Any) -> None:
             key, _, rest = text[len("model hyper-parameter '"):].partition("'")
             text = f"config key 'model.{key}'{rest}"
         raise ConfigError(text) from None
+
+
+def check_tea_finetune(cfg: Any) -> None:
+    """Checks of the ``tea`` blocks and the ``finetune`` block (cross-field, no data read)."""
+    from mlip.config import is_ondisk_paths  # config imports this module; resolved at call time
+
+    d = cfg.data
+    blocks = [("data.tea", d.tea)] + [(f"data.heads.{n}.tea", h.tea) for n, h in d.heads.items()]
+    for where, tea in blocks:
+        if tea is None:
+            continue
+        if tea.source_atoms is None or tea.target_atoms is None:
+            raise ConfigError(f"config key '{where}': needs both 'source_atoms' and 'target_atoms'")
+        if tea.scale is None and not tea.pairs:
+            raise ConfigError(f"config key '{where}': needs 'scale' (1 = ICEA) or 'pairs' to fit it")
+        if tea.pairs is not None and len(tea.pairs) != 2:
+            raise ConfigError(f"config key '{where}.pairs': expected two files [source, target]")
+    if d.tea is not None and d.heads:
+        raise ConfigError("config key 'data.tea': with 'data.heads' give the tea block per head")
+    ft = cfg.finetune
+    if ft is None:
+        return
+    if not ft.from_model:
+        raise ConfigError("config key 'finetune.from_model': no pretrained model file given")
+    r = ft.replay
+    if ft.mode == "multihead_replay" and not r.data:
+        raise ConfigError(
+            "config key 'finetune.replay.data': multihead_replay needs the pretraining data to draw the "
+            "replay set from (or set finetune.mode: naive for fine-tuning without replay)"
+        )
+    if ft.mode == "naive" and r.data:
+        raise ConfigError("config key 'finetune.replay.data': naive fine-tuning uses no replay; remove it "
+                          "or set finetune.mode: multihead_replay")
+    if ft.mode == "naive" and len(d.heads) > 1:
+        raise ConfigError("config key 'finetune.mode': naive fine-tuning trains a single head; "
+                          "declare at most one data head")
+    if r.size is not None and r.size < 1:
+        raise ConfigError(f"config key 'finetune.replay.size': must be >= 1, got {r.size}")
+    if r.ratio < 0 or r.minimum < 0 or r.weight < 0:
+        raise ConfigError("config key 'finetune.replay': ratio, minimum and weight must be >= 0")
+    if is_ondisk_paths(d):
+        raise ConfigError("config key 'finetune': fine-tuning reads extended XYZ data, not on-disk .h5 files")
