@@ -1,0 +1,285 @@
+"""Architecture rules (docs/architecture.md): one-way layers, no import circles, short files and functions.
+
+Two independent checks read the one layer table in pyproject.toml (``[tool.importlinter]``):
+
+* import-linter's "layers" contract, run with ``lint-imports`` (needs the ``test`` extra);
+* an AST check written here (:func:`import_graph`, :func:`layer_violations`, :func:`import_cycles`,
+  :func:`size_violations`), which also finds import circles between modules and over-long files and
+  functions. Both see every ``import`` statement, including those inside functions.
+
+``test_checkers_catch_a_synthetic_violation`` proves both fail on a new upward import.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_FILE_LINES = 500
+MAX_FUNCTION_LINES = 80
+LONG_FUNCTIONS = {
+    # the model's forward is one readable sequence of the equations in docs/model.md
+    "mlip/nn/model.py:MACE.forward": "the model's forward (allowed by issue 15)",
+}
+"""Functions allowed over MAX_FUNCTION_LINES, with the reason."""
+
+
+# ------------------------------------------------------------------------------------- the checker
+def module_files(src: Path, package: str) -> dict[str, Path]:
+    """``{dotted module name: file}`` for every ``.py`` file of ``package`` under ``src``."""
+    out = {}
+    for path in sorted((src / package).rglob("*.py")):
+        parts = list(path.relative_to(src).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _imported(node: ast.AST, module: str, is_package: bool, known: set[str]) -> list[str]:
+    """Modules of ``known`` named by one import statement of ``module``."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom):
+        if node.level:
+            base = module.split(".") if is_package else module.split(".")[:-1]
+            base = base[: len(base) - (node.level - 1)]
+            prefix = ".".join(base + ([node.module] if node.module else []))
+        else:
+            prefix = node.module or ""
+        names = [f"{prefix}.{a.name}" if f"{prefix}.{a.name}" in known else prefix for a in node.names]
+    else:
+        return []
+    out = []
+    for name in names:
+        while name and name not in known:  # "import a.b.c" of an attribute: the deepest known module
+            name = name.rpartition(".")[0]
+        if name:
+            out.append(name)
+    return out
+
+
+def import_graph(src: Path, package: str) -> dict[str, set[str]]:
+    """``{module: modules of the package it imports}`` from every import statement (any depth)."""
+    files = module_files(src, package)
+    known = set(files)
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        is_package = path.name == "__init__.py"
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets.update(_imported(node, module, is_package, known))
+        graph[module] = targets - {module}
+    return graph
+
+
+def read_layers(pyproject: Path) -> tuple[str, list[list[tuple[str, ...]]], list[tuple[str, str]]]:
+    """(container, layers lowest first as groups of independent siblings, ignored import patterns)."""
+    contract = tomllib.loads(pyproject.read_text())["tool"]["importlinter"]["contracts"][0]
+    container = contract["containers"][0]
+    layers = []
+    for layer in reversed(contract["layers"]):
+        if "|" in layer:  # independent siblings: each its own group
+            layers.append([(name.strip(),) for name in layer.split("|")])
+        else:  # ":" siblings may import each other: one group
+            layers.append([tuple(name.strip() for name in layer.split(":"))])
+    ignored = [tuple(s.strip() for s in rule.split("->")) for rule in contract.get("ignore_imports", [])]
+    return container, layers, ignored
+
+
+def _matches(pattern: str, module: str) -> bool:
+    regex = re.escape(pattern).replace(r"\.\*\*", r"(\..+)").replace(r"\.\*", r"(\.[^.]+)")
+    return re.fullmatch(regex, module) is not None
+
+
+def layer_violations(graph: dict[str, set[str]], container: str, layers, ignored) -> list[str]:
+    """Imports from a lower layer into a higher one, between independent siblings, or of an unplaced module."""
+    where: dict[str, tuple[int, int]] = {}
+    for level, groups in enumerate(layers):
+        for g, group in enumerate(groups):
+            for name in group:
+                where[f"{container}.{name}"] = (level, g)
+
+    def place(module: str) -> tuple[int, int] | None:
+        parts = module.split(".")
+        return where.get(".".join(parts[:2])) if len(parts) > 1 else None
+
+    problems = []
+    for module, targets in sorted(graph.items()):
+        if module != container and place(module) is None:
+            problems.append(f"{module}: not in any layer (add it to pyproject's [tool.importlinter] layers)")
+        for target in sorted(targets):
+            a, b = place(module), place(target)
+            if a is None or b is None or a == b or any(_matches(s, module) and _matches(t, target) for s, t in ignored):
+                continue
+            if b[0] > a[0] or (b[0] == a[0] and b[1] != a[1]):
+                problems.append(f"{module} -> {target}: {'upward' if b[0] > a[0] else 'between independent siblings'}")
+    return problems
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * len(graph) + 100))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def size_violations(src: Path, package: str, allowed: dict[str, str]) -> list[str]:
+    """Files over MAX_FILE_LINES lines and functions over MAX_FUNCTION_LINES lines (not in ``allowed``)."""
+    problems = []
+    for path in module_files(src, package).values():
+        rel = path.relative_to(src).as_posix()
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_FILE_LINES:
+            problems.append(f"{rel}: {len(text.splitlines())} lines > {MAX_FILE_LINES}")
+
+        def walk(node: ast.AST, prefix: str) -> None:
+            for child in ast.iter_child_nodes(node):
+                name = f"{prefix}{getattr(child, 'name', '')}"
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    length = child.end_lineno - child.lineno + 1
+                    if length > MAX_FUNCTION_LINES and f"{rel}:{name}" not in allowed:
+                        problems.append(f"{rel}:{name}: {length} lines > {MAX_FUNCTION_LINES}")
+                    walk(child, f"{name}.")
+                elif isinstance(child, ast.ClassDef):
+                    walk(child, f"{name}.")
+                else:
+                    walk(child, prefix)
+
+        walk(ast.parse(text, str(path)), "")
+    return problems
+
+
+# ------------------------------------------------------------------------------------- mlip itself
+def test_layers_of_mlip():
+    container, layers, ignored = read_layers(ROOT / "pyproject.toml")
+    problems = layer_violations(import_graph(ROOT, "mlip"), container, layers, ignored)
+    assert not problems, "layer violations (docs/architecture.md):\n" + "\n".join(problems)
+
+
+def test_no_import_cycles_in_mlip():
+    cycles = import_cycles(import_graph(ROOT, "mlip"))
+    assert not cycles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_file_and_function_sizes():
+    problems = size_violations(ROOT, "mlip", LONG_FUNCTIONS)
+    assert not problems, "too long:\n" + "\n".join(problems)
+
+
+def _lint_imports() -> str:
+    pytest.importorskip("importlinter", reason="import-linter is in the 'test' extra: pip install -e '.[test]'")
+    exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
+    if exe is None:
+        pytest.skip("the lint-imports command of import-linter is not on PATH")
+    return exe
+
+
+def test_import_linter_contract():
+    proc = subprocess.run([_lint_imports(), "--no-cache", "--config", str(ROOT / "pyproject.toml")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------- the checkers
+def _synthetic_package(tmp_path: Path, upward: bool) -> Path:
+    """``pkg`` with layers low (``pkg.low``) < high (``pkg.high``); with ``upward`` low imports high."""
+    pkg = tmp_path / "pkg"
+    (pkg / "low").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "low" / "__init__.py").write_text("")
+    (pkg / "low" / "core.py").write_text(
+        "def f():\n    from pkg.high import g\n    return g\n" if upward else "def f():\n    return 1\n")
+    (pkg / "high.py").write_text("from pkg.low.core import f\n\ndef g():\n    return f()\n")
+    (tmp_path / "pyproject.toml").write_text(textwrap.dedent("""
+        [tool.importlinter]
+        root_package = "pkg"
+
+        [[tool.importlinter.contracts]]
+        name = "pkg layers"
+        type = "layers"
+        containers = ["pkg"]
+        exhaustive = true
+        layers = ["high", "low"]
+    """))
+    return tmp_path
+
+
+@pytest.mark.parametrize("upward", [False, True])
+def test_checkers_catch_a_synthetic_violation(tmp_path, upward):
+    src = _synthetic_package(tmp_path, upward)
+    graph = import_graph(src, "pkg")
+    assert graph["pkg.high"] == {"pkg.low.core"}
+    container, layers, ignored = read_layers(src / "pyproject.toml")
+    problems = layer_violations(graph, container, layers, ignored)
+    cycles = import_cycles(graph)
+    if upward:
+        assert problems == ["pkg.low.core -> pkg.high: upward"]
+        assert cycles == [["pkg.high", "pkg.low.core"]]
+    else:
+        assert problems == [] and cycles == []
+    proc = subprocess.run([_lint_imports(), "--no-cache", "--config", str(src / "pyproject.toml")],
+                          cwd=src, capture_output=True, text=True, env={"PYTHONPATH": str(src), "PATH": ""})
+    assert (proc.returncode != 0) == upward, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_checker_sizes_and_siblings(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    body = "".join(f"        x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    (pkg / "a.py").write_text("import pkg.b\n\nclass C:\n    def long(self):\n" + body + "\n" * MAX_FILE_LINES)
+    (pkg / "b.py").write_text("")
+    problems = size_violations(tmp_path, "pkg", {})
+    assert problems == [f"pkg/a.py: {4 + MAX_FUNCTION_LINES + MAX_FILE_LINES} lines > {MAX_FILE_LINES}",
+                        f"pkg/a.py:C.long: {1 + MAX_FUNCTION_LINES} lines > {MAX_FUNCTION_LINES}"]
+    assert size_violations(tmp_path, "pkg", {"pkg/a.py:C.long": "test"}) == problems[:1]
+    graph = import_graph(tmp_path, "pkg")
+    independent = [[("a",), ("b",)]]
+    assert layer_violations(graph, "pkg", independent, []) == ["pkg.a -> pkg.b: between independent siblings"]
+    assert layer_violations(graph, "pkg", [[("a", "b")]], []) == []
+    assert layer_violations(graph, "pkg", independent, [("pkg.a", "pkg.b")]) == []
+    assert layer_violations(graph, "pkg", [[("b",)]], []) == ["pkg.a: not in any layer (add it to pyproject's "
+                                                                "[tool.importlinter] layers)"]
