@@ -106,20 +106,17 @@ def annotate_file(
 ) -> None:
     """Add ``<prefix>energy_uncertainty`` (info, eV) and ``<prefix>forces_uncertainty`` (per-atom array, eV/A)
     to every frame of the extended-XYZ file ``path`` (rewritten atomically, other keys kept)."""
-    import os
-    from pathlib import Path
-
     import ase.io
+
+    from mlip.files import atomic_path
 
     frames = ase.io.read(path, ":")
     preds = predict_frames(potential, frames, head=head, batch_size=batch_size, device=device)
     for atoms, p in zip(frames, preds):
         atoms.info[f"{prefix}energy_uncertainty"] = p["energy_uncertainty"]
         atoms.arrays[f"{prefix}forces_uncertainty"] = p["forces_uncertainty"]
-    out = Path(path)
-    tmp = out.with_name(f".{out.name}.tmp.xyz")
-    ase.io.write(tmp, frames, format="extxyz")
-    os.replace(tmp, out)
+    with atomic_path(path, suffix=".xyz") as tmp:
+        ase.io.write(tmp, frames, format="extxyz")
 
 
 def load_potential(
