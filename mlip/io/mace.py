@@ -346,8 +346,8 @@ def convert_mace_model_file(path: str | Path, dtype: torch.dtype | None = None) 
     h, state = mace_config_from_file(path)
     try:
         return convert_mace(h, state, file_dtype(state) if dtype is None else dtype)
-    except ConfigError as err:
-        raise ModelFileError(f"{path}: {err}") from None
+    except (ConfigError, ModelFileError, KeyError, ValueError, TypeError) as err:
+        raise ModelFileError(f"{path}: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") from None
 
 
 def load_model_or_mace(path: str | Path, dtype: torch.dtype | None = None) -> MACE:

@@ -187,7 +187,13 @@ def mace_config_from_records(root: Record, path: str) -> tuple[dict[str, Any], d
 def mace_config_from_file(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read a mace-torch ``.model`` safely: (constructor arguments, state dict as numpy arrays)."""
     root = read_mace_model_file(path)
-    return mace_config_from_records(root, str(path))
+    try:
+        return mace_config_from_records(root, str(path))
+    except ModelFileError as err:
+        msg = str(err)
+        raise ModelFileError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:  # a layout we do not know
+        raise ModelFileError(f"{path}: unsupported mace .model layout ({type(err).__name__}: {err})") from None
 
 
 def file_dtype(state: dict[str, np.ndarray]) -> torch.dtype:

@@ -215,6 +215,14 @@ def test_unknown_mace_construct_refused(tmp_path):
     assert "\n" not in str(err.value)
 
 
+def test_incomplete_model_names_the_file(tmp_path):
+    """A known model class with parts missing: one line naming the file, no traceback-only KeyError."""
+    path = _crafted(tmp_path, _module_pickle("mace.modules.models.ScaleShiftMACE", {}), name="empty.model")
+    with pytest.raises(ModelFileError) as err:
+        convert_mace_model_file(path)
+    assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+
+
 def test_not_a_model_file(tmp_path):
     bad = tmp_path / "x.model"
     bad.write_text("not a zip")
