@@ -15,7 +15,6 @@ Files written to the output folder (each atomically):
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 from pathlib import Path
@@ -27,9 +26,8 @@ import torch
 from mlip.analysis.attribution import EdgeEnergies, edge_energies
 from mlip.analysis.bonds import BIN_WIDTH, REFERENCE_SOURCE, BondTable, bonds_from_edges, detect_bonds
 from mlip.analysis.bonds import rdkit_bond_orders, summarise
-from mlip.data.batch import collate
 from mlip.data.configuration import Configuration
-from mlip.data.graph import configuration_to_graph
+from mlip.data.structures import structure_batches
 from mlip.files import atomic_write_bytes
 
 
@@ -66,13 +64,7 @@ def compute_edges(
     device = next(model.parameters()).device
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("structure", "i", "j", "Z_i", "Z_j", "shift", "r", "eps")}
     per_structure: list[dict[str, Any]] = []
-    for start in range(0, len(configs), batch_size):
-        chunk = configs[start : start + batch_size]
-        graphs = []
-        for c in chunk:
-            c = dataclasses.replace(c, head=head)
-            graphs.append(configuration_to_graph(c, model.r_max, model.heads))
-        batch = {k: v.to(device) for k, v in collate(graphs, dtype).items()}
+    for start, chunk, batch in structure_batches(configs, model.r_max, model.heads, batch_size, dtype, device, head):
         res: EdgeEnergies = edge_energies(model, batch, method, nodes)
         ptr = batch["ptr"].cpu().numpy()
         s, r = batch["edge_index"].cpu().numpy()

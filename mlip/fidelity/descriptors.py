@@ -21,7 +21,6 @@ Structures are :class:`ase.Atoms` or :class:`mlip.data.configuration.Configurati
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -107,24 +106,6 @@ def radial_descriptors(
 # model-based descriptors
 
 
-def as_configuration(structure: Any, head: str | None = None):
-    """A :class:`Configuration` from an Atoms (labels dropped) or a Configuration (copied); ``head`` set."""
-    from mlip.data.configuration import Configuration
-
-    if isinstance(structure, Configuration):
-        config = dataclasses.replace(structure)
-    else:
-        config = Configuration(
-            numbers=np.asarray(structure.numbers),
-            positions=np.asarray(structure.positions),
-            cell=np.asarray(structure.cell),
-            pbc=np.asarray(structure.pbc),
-        )
-    if head is not None:
-        config.head = head
-    return config
-
-
 def model_outputs(
     model: Any,
     structures: Sequence[Any],
@@ -139,8 +120,7 @@ def model_outputs(
     """
     import torch
 
-    from mlip.data.batch import collate
-    from mlip.data.graph import configuration_to_graph
+    from mlip.data.structures import structure_batches
 
     heads = list(getattr(model, "heads", ["Default"]))
     head = head or heads[0]
@@ -152,10 +132,7 @@ def model_outputs(
     energies: list[np.ndarray] = []
     feats: list[np.ndarray] = []
     model.eval()
-    for start in range(0, len(structures), batch_size):
-        chunk = [as_configuration(s, head) for s in structures[start : start + batch_size]]
-        graphs = [configuration_to_graph(c, float(model.r_max), heads) for c in chunk]
-        batch = {k: (v.to(dev) if hasattr(v, "to") else v) for k, v in collate(graphs, dtype).items()}
+    for _, chunk, batch in structure_batches(structures, float(model.r_max), heads, batch_size, dtype, dev, head):
         with torch.no_grad():
             out = model(batch, compute_forces=False, compute_stress=False, training=False)
         n_graphs = len(chunk)

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from mlip.data.configuration import Configuration
-from mlip.data.graph import configuration_to_graph
 from mlip.data.io import read_configurations
+from mlip.data.structures import structures_to_graphs
 from mlip.errors import DataError
 from mlip.files import atomic_path, atomic_write_text
 from mlip.train.metrics import ALL, FrameErrors, evaluate, format_table
@@ -47,7 +47,7 @@ def predict_configurations(
     heads = list(getattr(model, "heads", ["Default"]))
     r_max = float(model.r_max)
     dtype = _model_dtype(model)
-    graphs = [configuration_to_graph(c, r_max, heads) for c in configs]
+    graphs = structures_to_graphs(configs, r_max, heads)
     src = eval_batches(graphs, [c.config_type for c in configs], batch_size, dtype, None, None)
     periodic = any(bool(np.any(c.pbc)) for c in configs)
     preds: list[dict[str, Any]] = []

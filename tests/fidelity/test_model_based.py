@@ -15,7 +15,8 @@ from mlip.cli.align import main as align_main  # noqa: E402
 from mlip.cli.select import main as select_main  # noqa: E402
 from mlip.data.batch import collate  # noqa: E402
 from mlip.data.graph import configuration_to_graph  # noqa: E402
-from mlip.fidelity.descriptors import as_configuration, model_outputs  # noqa: E402
+from mlip.data.structures import as_configuration  # noqa: E402
+from mlip.fidelity.descriptors import model_outputs  # noqa: E402
 from mlip.fidelity.labels import element_counts  # noqa: E402
 from mlip.io.model_file import save_model  # noqa: E402
 from mlip.nn.hparams import ModelHyperparameters  # noqa: E402
