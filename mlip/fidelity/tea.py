@@ -29,6 +29,7 @@ work on lists of :class:`ase.Atoms`. Units: eV, eV/A, eV/A^3.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
+from mlip.data.configuration import Configuration
 from mlip.errors import ConfigError, DataError, frame_error
 from mlip.fidelity.labels import (
     DEFAULT_KEYS,
@@ -208,8 +210,28 @@ def _check_finite(labels: Labels, path: str, keys: LabelKeys) -> None:
             raise frame_error(path, f, keys.forces, "non-finite forces")
 
 
+def _configuration_labels(configs: Sequence[Configuration]) -> Labels:
+    return Labels([c.energy for c in configs], [c.forces for c in configs], [c.stress for c in configs],
+                  [c.virials for c in configs])
+
+
+def _scaled(value: np.ndarray | None, factor: float) -> np.ndarray | None:
+    return None if value is None else factor * np.asarray(value)
+
+
+def _with_dispersion(atoms: Atoms, dispersion: Dispersion, e, forces, stress, virials) -> tuple:
+    """Add the dispersion terms back to target-level labels (the inverse of :func:`read_labels`)."""
+    d = dispersion(atoms)
+    e = None if e is None else e + d.energy
+    forces = None if forces is None else forces + d.forces
+    if d.stress is not None:
+        stress = None if stress is None else stress + d.stress
+        virials = None if virials is None else virials - d.stress * atoms.get_volume()
+    return e, forces, stress, virials
+
+
 def align_structures(
-    structures: Sequence[Atoms],
+    structures: Sequence[Atoms] | Sequence[Configuration],
     e0_source: Mapping[int, float],
     e0_target: Mapping[int, float],
     scale: float = 1.0,
@@ -218,9 +240,12 @@ def align_structures(
     inverse: bool = False,
     path: str = "<data>",
     scale_forces: bool = True,
-) -> list[Atoms]:
-    """Apply TEA (ICEA when ``scale == 1``) to every frame; returns new Atoms with labels in info/arrays.
+) -> list:
+    """Apply TEA (ICEA when ``scale == 1``) to every frame: the one TEA front-end for frames.
 
+    ``structures`` are ASE ``Atoms`` (returns new Atoms with labels in info/arrays under ``keys``) or
+    :class:`~mlip.data.configuration.Configuration` objects (returns copies; weights, head and
+    config_type kept; ``dispersion`` is not offered there: remove it on files with ``mlip-align tea``).
     ``inverse=True`` maps target-level labels back to the source level (and adds the dispersion back).
     Frames without an energy keep none; forces/stress/virials are scaled by ``a`` (``1/a`` inverse).
     ``scale_forces=False`` (not in Osaka24) scales the atomization energies only and keeps forces,
@@ -228,35 +253,32 @@ def align_structures(
     """
     if inverse and scale == 0:
         raise ConfigError("TEA scale a = 0 cannot be inverted")
+    configs = len(structures) > 0 and all(isinstance(s, Configuration) for s in structures)
+    if configs and dispersion is not None:
+        raise ConfigError("TEA on configurations: dispersion removal works on files (mlip-align tea --d3)")
     elements = elements_of(structures)
     counts = element_counts(structures, elements, path)
     src = e0_vector(e0_source, elements, "source isolated atoms")
     tgt = e0_vector(e0_target, elements, "target isolated atoms")
-    labels = read_labels(structures, keys, None if inverse else dispersion)
+    if configs:
+        labels = _configuration_labels(structures)
+    else:
+        labels = read_labels(structures, keys, None if inverse else dispersion)
     _check_finite(labels, path, keys)
     energy, mask = _energies_and_mask(labels)
-    if inverse:
-        new_energy = tea_inverse_energy(energy, counts, src, tgt, scale)
-        factor = 1.0 / scale
-    else:
-        new_energy = tea_energy(energy, counts, src, tgt, scale)
-        factor = scale
-    if not scale_forces:
-        factor = 1.0
+    new_energy = (tea_inverse_energy if inverse else tea_energy)(energy, counts, src, tgt, scale)
+    factor = (1.0 / scale if inverse else scale) if scale_forces else 1.0
     out = []
-    for f, atoms in enumerate(structures):
+    for f, item in enumerate(structures):
         e = float(new_energy[f]) if mask[f] else None
-        forces = None if labels.forces[f] is None else factor * labels.forces[f]
-        stress = None if labels.stress[f] is None else factor * labels.stress[f]
-        virials = None if labels.virials[f] is None else factor * labels.virials[f]
+        forces, stress, virials = (_scaled(x[f], factor) for x in (labels.forces, labels.stress, labels.virials))
+        if configs:
+            out.append(dataclasses.replace(item, energy=e, forces=forces, stress=stress, virials=virials,
+                                           property_weights=dict(item.property_weights)))
+            continue
         if inverse and dispersion is not None:
-            d = dispersion(atoms)
-            e = None if e is None else e + d.energy
-            forces = None if forces is None else forces + d.forces
-            if d.stress is not None:
-                stress = None if stress is None else stress + d.stress
-                virials = None if virials is None else virials - d.stress * atoms.get_volume()
-        out.append(with_labels(atoms, keys, e, forces, stress, virials))
+            e, forces, stress, virials = _with_dispersion(item, dispersion, e, forces, stress, virials)
+        out.append(with_labels(item, keys, e, forces, stress, virials))
     return out
 
 
@@ -420,44 +442,6 @@ def run_tea(
 
 # ----------------------------------------------------------------------------------------------------
 # hooks for the training pipeline (Configuration lists, a ``tea:`` block per data set)
-
-
-def align_configurations(
-    configs: Sequence,
-    e0_source: Mapping[int, float],
-    e0_target: Mapping[int, float],
-    scale: float = 1.0,
-    inverse: bool = False,
-    scale_forces: bool = True,
-    path: str = "<data>",
-) -> list:
-    """TEA on :class:`mlip.data.configuration.Configuration` objects (copies; weights, head, config_type
-    kept). Same maths as :func:`align_structures`; dispersion removal is not offered here (do it on files
-    with ``mlip-align tea``)."""
-    import dataclasses
-
-    if inverse and scale == 0:
-        raise ConfigError("TEA scale a = 0 cannot be inverted")
-    elements = elements_of(configs)
-    counts = element_counts(configs, elements, path)
-    src = e0_vector(e0_source, elements, "source isolated atoms")
-    tgt = e0_vector(e0_target, elements, "target isolated atoms")
-    energy = np.array([c.energy if c.energy is not None else 0.0 for c in configs], dtype=float)
-    new = (tea_inverse_energy if inverse else tea_energy)(energy, counts, src, tgt, scale)
-    factor = (1.0 / scale if inverse else scale) if scale_forces else 1.0
-    out = []
-    for f, c in enumerate(configs):
-        out.append(
-            dataclasses.replace(
-                c,
-                energy=None if c.energy is None else float(new[f]),
-                forces=None if c.forces is None else factor * np.asarray(c.forces),
-                stress=None if c.stress is None else factor * np.asarray(c.stress),
-                virials=None if c.virials is None else factor * np.asarray(c.virials),
-                property_weights=dict(c.property_weights),
-            )
-        )
-    return out
 
 
 def resolve_tea(

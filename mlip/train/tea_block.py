@@ -1,7 +1,7 @@
 """The per-data-set ``tea:`` block of the training config: align a head's labels onto the target level.
 
 Wraps :func:`mlip.fidelity.tea.resolve_tea` (isolated-atom energies, a given or pair-fitted scale ``a``)
-and :func:`mlip.fidelity.tea.align_configurations` (ICEA/AEC on :class:`Configuration` lists). The
+and :func:`mlip.fidelity.tea.align_structures` (ICEA/AEC, here on :class:`Configuration` lists). The
 resolution (reading the isolated atoms, fitting ``a`` on the pairs) happens once per head and is logged.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from mlip.config import TeaConfig
 from mlip.data.configuration import Configuration
-from mlip.fidelity.tea import align_configurations, resolve_tea
+from mlip.fidelity.tea import align_structures, resolve_tea
 
 
 class TeaAligner:
@@ -38,8 +38,8 @@ class TeaAligner:
     def __call__(self, configs: Sequence[Configuration], path: str = "<data>") -> list[Configuration]:
         if not configs:
             return list(configs)
-        return align_configurations(configs, self.e0_source, self.e0_target, self.scale,
-                                    scale_forces=self.scale_forces, path=path)
+        return align_structures(configs, self.e0_source, self.e0_target, self.scale,
+                                scale_forces=self.scale_forces, path=path)
 
 
 def merge_datasets(datasets: dict[str, Any], head_data: type, log: Any = print) -> dict[str, Any]:

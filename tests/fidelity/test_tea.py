@@ -188,15 +188,13 @@ def test_keep_forces_scales_energies_only():
     np.testing.assert_allclose(energies(back), energies(frames), atol=1e-9)
 
 
-def test_align_configurations_matches_atoms_path():
+def test_align_structures_on_configurations_matches_atoms_path():
     from mlip.data.configuration import Configuration
-
-    from mlip.fidelity.tea import align_configurations
 
     frames = make_frames()
     configs = [Configuration(numbers=a.numbers, positions=a.positions, energy=a.get_potential_energy(),
                              forces=a.get_forces(), head="xtb") for a in frames]
-    out = align_configurations(configs, E0_SOURCE, E0_TARGET, scale=0.9)
+    out = align_structures(configs, E0_SOURCE, E0_TARGET, scale=0.9)
     ref = align_structures(frames, E0_SOURCE, E0_TARGET, scale=0.9)
     np.testing.assert_allclose([c.energy for c in out], energies(ref), atol=1e-9)
     np.testing.assert_allclose(out[2].forces, 0.9 * frames[2].get_forces())
