@@ -101,6 +101,14 @@ def test_old_version_0_3_10_plain_mace_two_heads_float32(tmp_path):
     assert torch.equal(model.scale.double().cpu(), torch.ones(2, dtype=torch.float64))
 
 
+def test_old_version_0_3_13_density_two_heads(tmp_path):
+    """mace-torch 0.3.13: density + density-residual blocks, two heads with their own scale/shift."""
+    folder = OLD_FIXTURES / "old_0.3.13"
+    model = convert_mace_model_file(decompress(folder / "model.model.xz", tmp_path))
+    assert model.heads == ["pbe", "r2scan"] and model.hparams.interaction_first == "density"
+    assert_float64_parity(max_diffs(model, folder))
+
+
 def test_tiny_0_3_16_file_without_shared(tmp_path):
     """A small mace-torch 0.3.16 file shipped with the tests (H/C/O, residual blocks)."""
     folder = OLD_FIXTURES / "tiny_0.3.16_hco"
