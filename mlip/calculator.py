@@ -34,6 +34,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from mlip.device import resolve_device, resolve_dtype
 from mlip.errors import ConfigError, DataError
 from mlip.inference import compile_model, evaluate
+from mlip.nn.heads import select_head
 
 BACKENDS = ("e3nn", "cueq")
 DEFAULT_MAX_IMAGES = 5_000
@@ -103,22 +104,6 @@ def check_elements(numbers: np.ndarray, known: list[int]) -> None:
         names = ", ".join(f"{chemical_symbols[z]} (Z={z})" for z in unknown)
         have = ", ".join(chemical_symbols[z] for z in known)
         raise DataError(f"atoms contain element(s) {names} unknown to the model; it knows {have}")
-
-
-def select_head(heads: list[str], head: str | None, default: str | None = None) -> int:
-    """Index of ``head`` in ``heads``; ``None`` picks ``default`` (the model file's ``default_head``,
-    written by fine-tuning), else the only head or ``"Default"``."""
-    if head is None and default in heads:
-        return heads.index(default)
-    if head is None:
-        if len(heads) == 1:
-            return 0
-        if "Default" in heads:
-            return heads.index("Default")
-        raise ConfigError(f"the model has several heads {heads}; choose one with head=...")
-    if head not in heads:
-        raise ConfigError(f"unknown head {head!r}; the model's heads are {heads}")
-    return heads.index(head)
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,7 +268,7 @@ class MLIPCalculator(Calculator):
         self.model = prepare_model(model, self.device, self.dtype, backend)
         self.heads = list(self.model.heads)
         default = getattr(self.model, "default_head", None) or getattr(model, "default_head", None)
-        self.head_index = select_head(self.heads, head, default)
+        self.head_index = select_head(self.heads, head, default, key="MLIPCalculator(head=...)")
         self.head = self.heads[self.head_index]
         self.elements = _model_elements(self.model)
         self.r_max = float(self.model.r_max)

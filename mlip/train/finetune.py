@@ -31,6 +31,7 @@ from mlip.data.configuration import Configuration
 from mlip.data.io import read_configurations, split_isolated
 from mlip.data.splits import random_split
 from mlip.errors import ConfigError, DataError
+from mlip.nn.heads import select_head
 from mlip.nn.hparams import ModelHyperparameters
 
 #: Top-level parameter groups of :class:`mlip.nn.model.MACE` that ``freeze`` may name.
@@ -55,20 +56,6 @@ class FinetunePlan:
         groups; returns the names of the frozen parameters."""
         copy_pretrained_weights(self.pretrained, model, self.source_head)
         return freeze_parameters(model, self.freeze)
-
-
-def resolve_pretrained_head(heads: list[str], wanted: str | None) -> int:
-    """Index of the pretrained head: ``wanted``, else the only head, else ``Default``."""
-    if wanted is not None:
-        if wanted not in heads:
-            raise ConfigError(f"config key 'finetune.pretrained_head': '{wanted}' is not a head of the "
-                              f"pretrained model (heads {heads})")
-        return heads.index(wanted)
-    if len(heads) == 1:
-        return 0
-    if "Default" in heads:
-        return heads.index("Default")
-    raise ConfigError(f"config key 'finetune.pretrained_head': the pretrained model has heads {heads}; choose one")
 
 
 def _read_replay(cfg: Config, head: str) -> list[Configuration]:
@@ -121,7 +108,8 @@ def _load_pretrained(cfg: Config, heads: dict[str, Any]) -> tuple[torch.nn.Modul
 
     ft = cfg.finetune
     pretrained = load_model_or_mace(ft.from_model, dtype=torch.float64)  # mlip model file or mace-torch .model
-    p = resolve_pretrained_head(list(pretrained.heads), ft.pretrained_head)
+    p = select_head(pretrained.heads, ft.pretrained_head, key="config key 'finetune.pretrained_head'",
+                    owner="the pretrained model")
     if pretrained.hparams.edge_energy_readout:
         raise ConfigError("config key 'finetune.from_model': fine-tuning an edge-energy-readout model is not supported")
     zs = list(pretrained.atomic_numbers)
