@@ -23,7 +23,7 @@ import torch.utils.data
 from mlip.data.batch import Collater, GraphBatchSampler
 from mlip.data.configuration import PROPERTIES, Configuration
 from mlip.data.graph import configuration_to_graph
-from mlip.errors import DataError
+from mlip.errors import ConfigError, DataError
 
 FORMAT = "mlip-ondisk"
 VERSION = 1
@@ -54,11 +54,21 @@ def _h5_error(path: str, frame: int | None, err: BaseException) -> DataError:
                      "the file may be truncated or corrupt: re-run mlip-preprocess")
 
 
+def import_h5py() -> Any:
+    """The ``h5py`` module; a one-line ConfigError when it is not installed (it is the ``ondisk`` extra)."""
+    try:
+        import h5py
+    except ImportError:
+        raise ConfigError("on-disk (.h5) datasets need h5py, which is not installed: "
+                          "pip install 'mlip[ondisk]' (or pip install h5py)") from None
+    return h5py
+
+
 class OnDiskFile:
     """Metadata of one validated on-disk dataset file (small: no per-frame arrays)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
-        import h5py
+        h5py = import_h5py()
 
         self.path = str(path)
         if not Path(self.path).is_file():
@@ -128,7 +138,7 @@ class OnDiskDataset(torch.utils.data.Dataset):
         return state
 
     def _handle(self, k: int) -> Any:
-        import h5py
+        h5py = import_h5py()
 
         if self._pid != os.getpid():  # opened in another process (before a fork): never reuse
             self._handles = {}

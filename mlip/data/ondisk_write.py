@@ -19,7 +19,7 @@ import numpy as np
 from mlip.data.configuration import PROPERTIES, Configuration
 from mlip.data.io import is_isolated_atom
 from mlip.data.neighbors import neighbor_list
-from mlip.data.ondisk_read import _F, _I, FLOAT_COLUMNS, FORMAT, INT_COLUMNS, VERSION, describe_ondisk
+from mlip.data.ondisk_read import _F, _I, FLOAT_COLUMNS, FORMAT, INT_COLUMNS, VERSION, describe_ondisk, import_h5py
 from mlip.data.stats import compute_e0s, e0s_from_isolated_atoms, make_record, spec_name, to_json
 from mlip.errors import DataError
 
@@ -44,7 +44,7 @@ class OnDiskWriter:
     the normal equations of the E0 fit (elements x elements)."""
 
     def __init__(self, path: str | os.PathLike, r_max: float, chunk: int = 1024) -> None:
-        import h5py
+        h5py = import_h5py()
 
         self.path = Path(path)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp.{os.getpid()}")
@@ -252,7 +252,7 @@ def compute_ondisk_statistics(
     computed, e.g. for validation files); ``head_e0s`` overrides it per head. The other statistics leave
     isolated atoms out, as :func:`mlip.data.stats.head_statistics` does.
     """
-    import h5py
+    h5py = import_h5py()
 
     with h5py.File(path, "r") as f:
         heads = json.loads(f.attrs["heads"]) if "heads" in f.attrs else []

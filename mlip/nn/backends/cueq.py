@@ -48,15 +48,20 @@ import numpy as np
 import torch
 from e3nn import o3
 
+from mlip.errors import ConfigError
+
 SCALE_RESIDUAL = 1e-12
 _NAIVE_CACHE: dict[tuple, torch.nn.Module] = {}
 BASIS_RESIDUAL = 1e-10
 
 
 def _cue():
-    import cuequivariance as cue
-    import cuequivariance_torch as cuet
-
+    try:
+        import cuequivariance as cue
+        import cuequivariance_torch as cuet
+    except ImportError:
+        raise ConfigError("model backend 'cueq' needs cuEquivariance, which is not installed: "
+                          "pip install 'mlip[cueq]' (fused GPU kernels: 'mlip[cuda]')") from None
     return cue, cuet
 
 
