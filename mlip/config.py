@@ -201,6 +201,8 @@ class TrainConfig:
     """Show a progress bar per epoch."""
     plot: bool = True
     """Write learning_curve.png at the end."""
+    compile: bool = False
+    """torch.compile the training step (forward, forces/stress by autograd, loss, backward); dynamic shapes."""
 
 
 @dataclass

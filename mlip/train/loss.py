@@ -79,9 +79,8 @@ def _weighted_mean(values: torch.Tensor, weights: torch.Tensor, mask: torch.Tens
     per_entry = values.reshape(values.shape[0], -1)
     count = mask.sum() * per_entry.shape[1]
     total = (weights.unsqueeze(-1) * per_entry).sum()
-    if int(count) == 0:
-        return total * 0.0
-    return total / count
+    # nothing labelled: weights are 0, total is 0; no data-dependent branch (compiled steps, no graph break)
+    return total / count.clamp_min(1)
 
 
 class WeightedLoss(torch.nn.Module):

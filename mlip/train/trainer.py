@@ -26,6 +26,7 @@ import torch
 from mlip.config import Config
 from mlip.errors import MLIPError
 from mlip.train.checkpoint import get_rng_state, latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from mlip.train.compiled_step import CompiledStep
 from mlip.train.loss import LossWeights, WeightedLoss
 from mlip.train.metrics import FrameErrors, evaluate, format_table
 from mlip.train.optim import set_lr
@@ -139,6 +140,10 @@ class Trainer:
         self.train_module = self.hooks.wrap_model(self.model)
         self.base_weights = copy.copy(self.loss_fn.weights)
         self.compute_stress = self.loss_fn.needs_stress()
+        self.compiled_step: CompiledStep | None = None
+        """``train.compile``: the forward half of the step (model, forces, loss) under torch.compile."""
+        if self.cfg.train.compile:
+            self.compiled_step = CompiledStep(self.train_module, self.loss_fn, log=self.log if self.hooks.is_main else None)
 
     # ----------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -257,12 +262,13 @@ class Trainer:
         for i, batch in enumerate(bar, start=1):
             batch = self._to_device(batch)
             self.optimizer.zero_grad(set_to_none=True)
-            out = self.train_module(batch, compute_forces=True, compute_stress=self.compute_stress, training=True)
-            loss, _terms = self.loss_fn(batch, out)
+            loss, _terms = self._forward_loss(batch)
             finite = self.hooks.all_true(bool(torch.isfinite(loss)))
             grad_norm = None
             if finite:
                 loss.backward()
+                if self.compiled_step is not None:
+                    self.compiled_step.first_step_done()  # logs the compilation time, once
                 if cfg.clip_grad is not None:
                     grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
                     finite = bool(torch.isfinite(grad_norm))
@@ -285,10 +291,17 @@ class Trainer:
             n_batches += 1
             if cfg.progress and self.hooks.is_main:
                 bar.set_postfix(loss=f"{float(loss.detach()):.4g}", refresh=False)
-            del out, loss, _terms  # free the graph's outputs before the next batch is built
+            del loss, _terms  # free the graph before the next batch is built
         bar.close()
         totals = self.hooks.all_reduce_sum(torch.stack([loss_sum, n_batches])).cpu()
         return float(totals[0] / totals[1]) if float(totals[1]) > 0 else math.nan
+
+    def _forward_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Model with forces (and stress) by autograd, ``create_graph``, and the loss; compiled or eager."""
+        if self.compiled_step is not None:
+            return self.compiled_step(batch, self.compute_stress)
+        out = self.train_module(batch, compute_forces=True, compute_stress=self.compute_stress, training=True)
+        return self.loss_fn(batch, out)
 
     def evaluate_split(self, source: EvalSource) -> tuple[FrameErrors, float | None]:
         """Errors and mean loss on ``source`` with the EMA weights."""
