@@ -63,3 +63,35 @@ def test_ctrl_c_prints_a_resume_hint(si_clone, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert err == ("interrupted; continue from the newest checkpoint in run/checkpoints with: mlip-train --config "
                    "configs/si.yaml output_dir=run train.max_epochs=3 --resume")
+
+
+def test_real_sigint_gives_the_hint_without_traceback(si_clone):
+    """A real Ctrl-C (SIGINT) in the middle of an epoch: exit 130, one stderr line with the --resume command."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from train_support import subprocess_env
+
+    env = {**subprocess_env(), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "mlip.cli.train", "--config", "configs/si.yaml", "output_dir=run",
+           "train.max_epochs=1000", "train.batch_size=1", "checkpoint.interval=1", *TINY[:7]]
+    proc = subprocess.Popen(cmd, cwd=si_clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        for line in proc.stdout:  # wait until the second epoch runs (a checkpoint exists)
+            if line.startswith("epoch 2/1000: ") or time.monotonic() > deadline:
+                break
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and len(lines) == 1, err[-2000:]
+    assert lines[0].startswith("interrupted; continue from the newest checkpoint in run/checkpoints with: "
+                               "mlip-train --config configs/si.yaml output_dir=run train.max_epochs=1000")
+    assert lines[0].endswith(" --resume")
