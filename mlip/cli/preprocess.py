@@ -77,7 +77,7 @@ def _e0s(text: str) -> str | dict[int, float]:
     from mlip.data.elements import load_element_energies, parse_element_energies
 
     if text in ("fit", "average", "isolated"):
-        return "fit" if text == "average" else text
+        return text
     if text.lstrip().startswith("{"):
         try:
             mapping = json.loads(text)
