@@ -117,12 +117,20 @@ class SymmetricContraction(torch.nn.Module):
                 n_mono, P = block.shape[1], block.shape[2]
                 g = block.permute(1, 0, 2).reshape(n_mono, ir.dim * P)
                 self.register_buffer(f"G_{o}_{nu}", g.contiguous(), persistent=False)
-        # strategy (operation counts weighted by measured CPU costs; all give the same numbers):
+        self.strategy = self._choose_strategy(strategy, combos_by_order)
+        self.use_horner = self.strategy in ("horner", "features")
+        if self.use_horner:
+            self._register_horner_buffers()
+
+    def _choose_strategy(self, strategy: str, combos_by_order: list[list[tuple[int, ...]]]) -> str:
+        """``"auto"`` -> the cheapest of horner / features / monomial (same numbers, different cost)."""
+        # operation counts weighted by measured CPU costs; all strategies give the same numbers:
         # "horner": per-element Horner (few weight sets), "features": features-first Horner, "monomial".
+        K = self.K
         if strategy == "auto":
             cost = {
-                "horner": 6 * num_elements * sum(M * K**correlation for M in self.out_dims),
-                "features": sum(M * K**correlation * c[-1] for M, c in zip(self.out_dims, self.num_params)),
+                "horner": 6 * self.num_elements * sum(M * K**self.correlation for M in self.out_dims),
+                "features": sum(M * K**self.correlation * c[-1] for M, c in zip(self.out_dims, self.num_params)),
                 "monomial": 2 * (
                     17 * self.num_monomials
                     + sum(
@@ -134,19 +142,21 @@ class SymmetricContraction(torch.nn.Module):
             strategy = min(cost, key=cost.get)
         if strategy not in ("horner", "features", "monomial"):
             raise ValueError(f"unknown contraction strategy {strategy!r}")
-        self.strategy = strategy
-        self.use_horner = strategy in ("horner", "features")
-        if self.use_horner:
-            for o, (_, ir) in enumerate(self.irreps_out):
-                M = ir.dim
-                for nu in range(1, correlation + 1):
-                    U = symmetric_coupling_basis(self.coupling_irreps, str(ir), nu)
-                    P = U.shape[-1]
-                    if nu == correlation:  # [M, K^(nu-1), k, P] -> [k, P, (M, K^(nu-1))]
-                        mat = U.reshape(M, K ** (nu - 1), K, P).permute(2, 3, 0, 1).reshape(K, P, M * K ** (nu - 1))
-                    else:  # [P, (M, K^nu)]
-                        mat = U.reshape(M * K**nu, P).T
-                    self.register_buffer(f"U_{o}_{nu}", mat.contiguous(), persistent=False)
+        return strategy
+
+    def _register_horner_buffers(self) -> None:
+        """Coupling bases reshaped for the Horner evaluation, ``U_{o}_{nu}`` (not state)."""
+        K, correlation = self.K, self.correlation
+        for o, (_, ir) in enumerate(self.irreps_out):
+            M = ir.dim
+            for nu in range(1, correlation + 1):
+                U = symmetric_coupling_basis(self.coupling_irreps, str(ir), nu)
+                P = U.shape[-1]
+                if nu == correlation:  # [M, K^(nu-1), k, P] -> [k, P, (M, K^(nu-1))]
+                    mat = U.reshape(M, K ** (nu - 1), K, P).permute(2, 3, 0, 1).reshape(K, P, M * K ** (nu - 1))
+                else:  # [P, (M, K^nu)]
+                    mat = U.reshape(M * K**nu, P).T
+                self.register_buffer(f"U_{o}_{nu}", mat.contiguous(), persistent=False)
 
     def weight(self, o: int, nu: int) -> torch.nn.Parameter:
         """Weights ``[num_elements, P, C]`` of output irrep ``o`` and order ``nu``."""

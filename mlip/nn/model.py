@@ -127,6 +127,31 @@ class MACE(torch.nn.Module):
         )
         self.pair = ZBL(p=hp.num_polynomial_cutoff) if hp.pair_repulsion else None
 
+        self._build_layers(hp, n0, hidden, sh_irreps)
+        self.scalar_dims = [o3.Irreps(p.contraction.irreps_out).count(o3.Irrep("0e")) for p in self.products]
+        self.edge_readout: EdgeEnergyReadout | None = None
+        if hp.edge_energy_readout:
+            self.edge_readout = EdgeEnergyReadout(sum(self.scalar_dims), hp.num_bessel, H)
+            # start near the training-set mean: shift per atom spread over ~avg_num_neighbors edges
+            bias = self.shift / (self.scale.clamp_min(1e-12) * max(float(hp.avg_num_neighbors), 1.0))
+            with torch.no_grad():
+                self.edge_readout.mlp[-1].bias.copy_(bias.to(self.edge_readout.mlp[-1].bias.dtype))
+        if hp.backend != "e3nn":  # swap tensor products / linears (same parameters, mlip.nn.backends)
+            from mlip.nn.backends import apply_backend
+
+            apply_backend(self, hp.backend)
+
+    FLOAT64_BUFFERS: tuple[str, ...] = ("atomic_energies", "scale", "shift")
+    """Energy constants kept in float64 by ``.to()``/``.float()`` (they only follow device moves)."""
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The float dtype of the parameters and features (inputs are cast to it)."""
+        return self.dtype_probe.dtype
+
+    def _build_layers(self, hp: ModelHyperparameters, n0: int, hidden: o3.Irreps, sh_irreps: o3.Irreps) -> None:
+        """Interaction, product and (per-atom) readout blocks of every layer, in parameter order."""
+        E = len(self.atomic_numbers)
         L = hp.num_interactions
         corr = hp.correlation if isinstance(hp.correlation, list) else [hp.correlation] * L
         target = interaction_irreps(hp.max_ell, n0)
@@ -152,30 +177,10 @@ class MACE(torch.nn.Module):
             if hp.edge_energy_readout:
                 pass  # the edge readout below replaces the per-atom readouts
             elif t == L - 1 and L > 1:  # (a single-layer model has only a linear readout, as in mace-torch)
-                self.readouts.append(MLPReadout(out_irreps, hp.mlp_irreps, hp.gate, H))
+                self.readouts.append(MLPReadout(out_irreps, hp.mlp_irreps, hp.gate, len(self.heads)))
             else:
-                self.readouts.append(LinearReadout(out_irreps, H))
+                self.readouts.append(LinearReadout(out_irreps, len(self.heads)))
             node_irreps = out_irreps
-        self.scalar_dims = [o3.Irreps(p.contraction.irreps_out).count(o3.Irrep("0e")) for p in self.products]
-        self.edge_readout: EdgeEnergyReadout | None = None
-        if hp.edge_energy_readout:
-            self.edge_readout = EdgeEnergyReadout(sum(self.scalar_dims), hp.num_bessel, H)
-            # start near the training-set mean: shift per atom spread over ~avg_num_neighbors edges
-            bias = self.shift / (self.scale.clamp_min(1e-12) * max(float(hp.avg_num_neighbors), 1.0))
-            with torch.no_grad():
-                self.edge_readout.mlp[-1].bias.copy_(bias.to(self.edge_readout.mlp[-1].bias.dtype))
-        if hp.backend != "e3nn":  # swap tensor products / linears (same parameters, mlip.nn.backends)
-            from mlip.nn.backends import apply_backend
-
-            apply_backend(self, hp.backend)
-
-    FLOAT64_BUFFERS: tuple[str, ...] = ("atomic_energies", "scale", "shift")
-    """Energy constants kept in float64 by ``.to()``/``.float()`` (they only follow device moves)."""
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The float dtype of the parameters and features (inputs are cast to it)."""
-        return self.dtype_probe.dtype
 
     def _apply(self, fn, recurse=True):  # .to()/.double()/.cuda(): keep coupling constants exact
         exact = {name: self._buffers[name] for name in self.FLOAT64_BUFFERS}
