@@ -99,9 +99,12 @@ class LLPR:
     def check(self, model: torch.nn.Module, source: str = "model") -> None:
         """Raise :class:`ModelFileError` unless ``model`` has these heads and the readout weights LLPR was fitted for."""
         w = readout_weights(model)
+        unknown = sorted(set(self.heads) - set(model.heads))
+        if unknown or not self.heads:
+            raise ModelFileError(f"{source}: LLPR heads {unknown or '(none)'} do not match the model's heads {model.heads}")
         for k, name in enumerate(model.heads):
             if name not in self.heads:
-                raise ModelFileError(f"{source}: no LLPR for head '{name}'; run mlip-uncertainty fit")
+                continue  # a head without training frames: using it raises (LLPRPotential)
             ref = self.heads[name].weights
             if ref.shape != w[k].shape or not torch.allclose(w[k], ref, rtol=1e-4, atol=1e-6 * float(ref.abs().max())):
                 raise ModelFileError(f"{source}: head '{name}': the readout weights differ from those LLPR was "
@@ -245,7 +248,10 @@ class LLPRPotential:
         llpr.check(model)
         self.model = model
         param = next(model.parameters())
-        factors = torch.stack([llpr.heads[name].factor() for name in model.heads])  # [H, P, P] float64
+        p = feature_dim(model)
+        self.missing = [name for name in model.heads if name not in llpr.heads]
+        factors = torch.stack([llpr.heads[name].factor() if name in llpr.heads else torch.zeros(p, p, dtype=torch.float64)
+                               for name in model.heads])  # [H, P, P] float64
         self.factors = factors.to(param.device, param.dtype)
         if force_samples is None:
             self.directions = self.factors
@@ -261,6 +267,9 @@ class LLPRPotential:
     ) -> dict[str, torch.Tensor]:
         """``compute_forces=False`` skips forces and their variances (energies only: no backward pass)."""
         heads = batch["head"]
+        if self.missing and any(self.model.heads[h] in self.missing for h in heads.unique().tolist()):
+            raise ModelFileError(f"no LLPR for head(s) {self.missing} (no training frames of them in "
+                                 "mlip-uncertainty fit --train)")
         derivatives = compute_forces or compute_stress
         out = evaluate_with_features(self.model, batch, self.directions[heads] if derivatives else None,
                                      compute_forces=compute_forces, compute_stress=compute_stress)

@@ -172,3 +172,15 @@ def test_llpr_and_committee_on_cuda_match_cpu():
     gpu = MLIPCalculator(model, device="cuda", uncertainty=Committee(members))
     np.testing.assert_allclose(gpu.get_property("forces_uncertainty", atoms),
                                cpu.get_property("forces_uncertainty", atoms.copy()), rtol=1e-8)
+
+
+def test_head_without_training_frames_is_refused_when_used():
+    rng = np.random.default_rng(21)
+    model = tiny_model(seed=3, heads=("a", "b"))
+    train = [molecule(rng, 5, head="a", labels=True) for _ in range(6)]
+    llpr = fit_llpr(model, train, train[:3], batch_size=8)
+    assert set(llpr.heads) == {"a"}
+    atoms = atoms_of(molecule(rng, 5))
+    assert MLIPCalculator(model, head="a", uncertainty=llpr).get_property("energy_uncertainty", atoms) > 0
+    with pytest.raises(ModelFileError, match="no LLPR for head"):
+        MLIPCalculator(model, head="b", uncertainty=llpr).get_property("energy_uncertainty", atoms.copy())
