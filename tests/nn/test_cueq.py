@@ -17,6 +17,7 @@ pytest.importorskip("cuequivariance_torch")
 from mlip.errors import ConfigError, ModelFileError  # noqa: E402
 from mlip.nn.backends.convert import convert_backend, verify_backends_agree  # noqa: E402
 from mlip.nn.backends import cueq as cueq_module  # noqa: E402
+from mlip.nn.backends import cueq_contraction  # noqa: E402
 
 VARIANTS = ["off_residual", "mp_density_zbl_agnesi", "mh_nonlinear_two_heads"]
 _CUEQ: dict = {}
@@ -105,13 +106,13 @@ def test_conversion_refuses_a_tampered_model(converted, cueq_of, monkeypatch):
         verify_backends_agree(e3nn_model, bad)
 
     # a wrong symmetric-contraction map is caught inside convert_backend itself
-    real = cueq_module._sc_transform
+    real = cueq_contraction._sc_transform
 
     def skewed(*key):
         T, res = real(*key)
         return T + 1e-7 * torch.ones_like(T), res
 
-    monkeypatch.setattr(cueq_module, "_sc_transform", skewed)
+    monkeypatch.setattr(cueq_contraction, "_sc_transform", skewed)
     with pytest.raises(ModelFileError, match="refusing"):
         convert_backend(e3nn_model, "cueq")
 
@@ -132,8 +133,8 @@ def test_cli_backend_conversion(tmp_path, converted, monkeypatch, capsys):
     torch.testing.assert_close(_outputs(loaded, batch)["forces"], _outputs(converted("off_residual"), batch)["forces"],
                                rtol=0, atol=1e-10)
 
-    real = cueq_module._sc_transform
-    monkeypatch.setattr(cueq_module, "_sc_transform", lambda *k: (real(*k)[0] * 1.001, 0.0))
+    real = cueq_contraction._sc_transform
+    monkeypatch.setattr(cueq_contraction, "_sc_transform", lambda *k: (real(*k)[0] * 1.001, 0.0))
     bad_out = tmp_path / "bad.pt"
     assert main(["backend", "--model", str(src), "--backend", "cueq", "-o", str(bad_out)]) == 2
     assert not bad_out.exists()
