@@ -22,6 +22,7 @@ import yaml
 
 from mlip.config_ranges import check_model_section, check_ranges, check_tea_finetune, normalise_e0s
 from mlip.errors import ConfigError
+from mlip.files import atomic_write_text
 from mlip.nn.hparams import ModelHyperparameters
 
 #: Fields of :class:`ModelHyperparameters` filled from training-set statistics, not from the config.
@@ -544,7 +545,4 @@ def load_config(path: str | os.PathLike | None, overrides: typing.Sequence[str] 
 
 def dump_config(cfg: Config, path: str | os.PathLike) -> None:
     """Write the resolved configuration as YAML, atomically."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    os.replace(tmp, p)
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 from mlip.config import Config, dump_config
 from mlip.device import resolve_device, resolve_dtype, seed_everything
 from mlip.errors import ConfigError
+from mlip.files import atomic_write_text
 from mlip.train.data_setup import SPLITS, TrainingData, eval_batches, prepare_data
 from mlip.train.loss import LossWeights, WeightedLoss
 from mlip.train.metrics import format_table
@@ -134,9 +134,7 @@ def _write_final(run_dir: Path, final: dict[str, Any], best_epoch: int, plot: bo
     for split in SPLITS:
         if split in final:
             log(format_table(final[split], f"final model (epoch {best_epoch}) on {split}:"))
-    tmp = run_dir / ".final_metrics.json.tmp"
-    tmp.write_text(json.dumps(final, indent=1))
-    os.replace(tmp, run_dir / "final_metrics.json")
+    atomic_write_text(run_dir / "final_metrics.json", json.dumps(final, indent=1))
     if plot:
         _plot(run_dir)
 

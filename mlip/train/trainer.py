@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import torch
 
 from mlip.config import Config
 from mlip.errors import MLIPError
+from mlip.files import atomic_write_text
 from mlip.train.checkpoint import get_rng_state, latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from mlip.train.compiled_step import CompiledStep
 from mlip.train.loss import LossWeights, WeightedLoss
@@ -190,9 +190,7 @@ class Trainer:
             # drop records of epochs after the checkpoint (the run was killed before checkpointing them)
             lines = self.metrics_path.read_text().splitlines()
             kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("epoch", 0) <= self.state.epoch]
-            tmp = self.metrics_path.with_name(".metrics.jsonl.tmp")
-            tmp.write_text("".join(ln + "\n" for ln in kept))
-            os.replace(tmp, self.metrics_path)
+            atomic_write_text(self.metrics_path, "".join(ln + "\n" for ln in kept))
         if self.hooks.is_main:
             self.log(f"resumed from {path} (epoch {self.state.epoch} done)")
         return True
