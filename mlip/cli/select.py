@@ -87,8 +87,9 @@ def _select_uncertain(args: argparse.Namespace, data: list) -> int:
     import torch
 
     from mlip.fidelity.descriptors import model_descriptors
-    from mlip.fidelity.labels import atomic_write_text, write_extxyz
+    from mlip.fidelity.labels import write_extxyz
     from mlip.fidelity.select import plot_selection, select_by_score
+    from mlip.files import atomic_write_text
     from mlip.uncertainty import load_potential, uncertainty_scores
 
     if not (args.uncertainty and args.model and args.n is not None):
