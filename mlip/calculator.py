@@ -31,6 +31,7 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from mlip.data import keys
 from mlip.device import resolve_device, resolve_dtype
 from mlip.errors import ConfigError, DataError
 from mlip.inference import compile_model, evaluate
@@ -330,15 +331,15 @@ class MLIPCalculator(Calculator):
         as_float = {"dtype": self.dtype, "device": self.device}
         as_long = {"dtype": torch.long, "device": self.device}
         return {
-            "positions": torch.as_tensor(positions, **as_float),
-            "numbers": torch.as_tensor(numbers, **as_long),
-            "batch": torch.zeros(n, **as_long),
-            "ptr": torch.tensor([0, n], **as_long),
-            "edge_index": torch.as_tensor(edge_index, **as_long),
-            "unit_shifts": torch.as_tensor(shifts, **as_float),
-            "cell": torch.as_tensor(cell, **as_float).reshape(1, 3, 3),
-            "pbc": torch.as_tensor(pbc, device=self.device).reshape(1, 3),
-            "head": torch.tensor([self.head_index], **as_long),
+            keys.POSITIONS: torch.as_tensor(positions, **as_float),
+            keys.NUMBERS: torch.as_tensor(numbers, **as_long),
+            keys.BATCH: torch.zeros(n, **as_long),
+            keys.PTR: torch.tensor([0, n], **as_long),
+            keys.EDGE_INDEX: torch.as_tensor(edge_index, **as_long),
+            keys.UNIT_SHIFTS: torch.as_tensor(shifts, **as_float),
+            keys.CELL: torch.as_tensor(cell, **as_float).reshape(1, 3, 3),
+            keys.PBC: torch.as_tensor(pbc, device=self.device).reshape(1, 3),
+            keys.HEAD: torch.tensor([self.head_index], **as_long),
         }
 
     def evaluate(self, batch: dict[str, torch.Tensor], compute_stress: bool = False) -> dict[str, torch.Tensor]:
