@@ -5,8 +5,8 @@ of :mod:`mlip.uncertainty.features`, then takes
 
 * forces ``-dE/dr`` and stress ``(1/V) dE/d eps`` (as :func:`mlip.inference.energy_forces_stress`);
 * for given directions ``M_b`` [P, K] per structure, the projections ``z_b = f_b^T M_b`` [K] and their
-  derivatives ``-dz/dr`` [K, N, 3] and ``(1/V) dz/d eps`` [K, B, 3, 3] by K vector-Jacobian products,
-  batched with ``torch.autograd.grad(..., is_grads_batched=True)`` (a plain loop where vmap fails).
+  derivatives ``-dz/dr`` [K, N, 3] and ``(1/V) dz/d eps`` [K, B, 3, 3] by K vector-Jacobian products
+  (a loop on CPU; batched with ``torch.autograd.grad(..., is_grads_batched=True)`` on CUDA).
 
 With ``M = L`` (a Cholesky factor of the weight covariance ``alpha^2 (H0 + lambda I)^-1``) the squared
 projections summed over K are the LLPR variances of energy, force components and stress components.
@@ -32,24 +32,31 @@ def _volumes(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor
 
 
 def _batched_vjp(
-    outputs: torch.Tensor, inputs: list[torch.Tensor], k: int
+    outputs: torch.Tensor, inputs: list[torch.Tensor], k: int, batched: bool | None = None
 ) -> list[torch.Tensor]:
-    """``d outputs[:, j] / d inputs`` for j < k, stacked on a new leading dim (K backward passes)."""
+    """``d outputs[:, j] / d inputs`` for j < k, stacked on a new leading dim (K backward passes).
+
+    On CUDA the K passes are batched with ``is_grads_batched`` (vmap); on CPU a plain loop, which measured
+    1.2-2.7x faster there (acac and a periodic Si cell, docs/benchmarks.md "Uncertainty"). ``batched``
+    forces one or the other.
+    """
     eye = torch.eye(k, dtype=outputs.dtype, device=outputs.device)
     grad_outputs = eye.unsqueeze(1).expand(k, outputs.shape[0], k)  # [K, B, K]
-    try:
-        grads = torch.autograd.grad(outputs, inputs, grad_outputs=grad_outputs.contiguous(),
-                                    retain_graph=True, is_grads_batched=True, allow_unused=True)
-        return [torch.zeros((k, *x.shape), dtype=x.dtype, device=x.device) if g is None else g
-                for g, x in zip(grads, inputs)]
-    except RuntimeError:  # an op without a batching rule: one backward per direction
-        rows: list[list[torch.Tensor]] = [[] for _ in inputs]
-        for j in range(k):
-            gs = torch.autograd.grad(outputs, inputs, grad_outputs=grad_outputs[j].contiguous(),
-                                     retain_graph=True, allow_unused=True)
-            for r, g, x in zip(rows, gs, inputs):
-                r.append(torch.zeros_like(x) if g is None else g)
-        return [torch.stack(r) for r in rows]
+    if batched if batched is not None else outputs.device.type == "cuda":
+        try:
+            grads = torch.autograd.grad(outputs, inputs, grad_outputs=grad_outputs.contiguous(),
+                                        retain_graph=True, is_grads_batched=True, allow_unused=True)
+            return [torch.zeros((k, *x.shape), dtype=x.dtype, device=x.device) if g is None else g
+                    for g, x in zip(grads, inputs)]
+        except RuntimeError:  # an op without a batching rule: fall back to the loop
+            pass
+    rows: list[list[torch.Tensor]] = [[] for _ in inputs]
+    for j in range(k):
+        gs = torch.autograd.grad(outputs, inputs, grad_outputs=grad_outputs[j].contiguous(),
+                                 retain_graph=True, allow_unused=True)
+        for r, g, x in zip(rows, gs, inputs):
+            r.append(torch.zeros_like(x) if g is None else g)
+    return [torch.stack(r) for r in rows]
 
 
 def evaluate_with_features(

@@ -144,3 +144,19 @@ def test_sampled_force_variances_are_unbiased():
     # 40 x 8 = 320 directions: the mean total variance is within a few percent (tolerance ~3 standard errors)
     assert np.mean(totals) == pytest.approx(float(exact["forces_variance"].sum()), rel=0.12)
     assert np.std(totals) > 0  # really sampled
+
+
+def test_batched_and_looped_vector_jacobian_products_agree():
+    """The vmap path (used on CUDA) and the loop (CPU) give the same derivatives."""
+    from mlip.uncertainty.predict import _batched_vjp
+
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)
+    out = torch.stack([torch.sin(x).sum(0) @ y[0] @ y[1], (x**2).sum(0) @ y[1] @ y[0]])  # [B=2, K=3]
+    looped = _batched_vjp(out, [x, y], 3, batched=False)
+    vmapped = _batched_vjp(out, [x, y], 3, batched=True)
+    for a, b in zip(looped, vmapped):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    jac = torch.autograd.functional.jacobian(lambda x_: torch.stack([torch.sin(x_).sum(0) @ y[0] @ y[1],
+                                                                     (x_**2).sum(0) @ y[1] @ y[0]]), x)
+    torch.testing.assert_close(looped[0], jac.sum(0).detach(), rtol=1e-12, atol=1e-12)
