@@ -140,7 +140,11 @@ def part_a(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
     cval = evaluate_set(potentials[f"committee-{args.committee}"], valid)
     scales = {"LLPR": 1.0, f"committee-{args.committee}": scale_calibration(
         torch.tensor(cval["force_errors"]), torch.tensor(cval["force_sigmas"]))}
-    summary: dict[str, Any] = {"committee_scale2": scales[f"committee-{args.committee}"], "sets": {}}
+    from mlip.uncertainty import load_llpr
+
+    fitted = load_llpr(llpr_file).heads["Default"]
+    summary: dict[str, Any] = {"committee_scale2": scales[f"committee-{args.committee}"], "sets": {},
+                               "llpr_alpha2": fitted.alpha2, "llpr_reg": fitted.reg}
     for name in ("test_MD_300K", "test_MD_600K"):
         frames = ase.io.read(files[name], ":")
         res = {m: evaluate_set(p, frames, scales[m]) for m, p in potentials.items()}
@@ -179,7 +183,8 @@ def tables(a: dict[str, Any] | None, b: dict[str, Any] | None, args: argparse.Na
                 lines.append(f"| {name} | {m} | {s['spearman_force_rmse']:.3f} | {s['miscalibration_area_forces']:.3f} | "
                              f"{s['miscalibration_area_energy']:.3f} | {1e3 * s['force_rmse']:.1f} | "
                              f"{1e3 * s['mean_predicted_force_rmse']:.1f} |")
-        lines += ["", f"Committee spread scale factor (calibrated on the validation frames): {a['committee_scale2']:.3g}", ""]
+        lines += ["", f"LLPR: alpha^2 = {a['llpr_alpha2']:.3g}, lambda = {a['llpr_reg']:.3g}; committee spread scale "
+                  f"factor (variance, calibrated on the validation frames): {a['committee_scale2']:.3g}", ""]
     if b:
         lines += ["| round | training frames | uncertainty: test_MD_600K force RMSE meV/A | random | "
                   "uncertainty - random |", "|---|---|---|---|---|"]
