@@ -140,11 +140,12 @@ class MLIPMLIAPUnified(MLIAPUnified):
         """
         parameter = next(self.model.parameters())
         device, dtype = parameter.device, parameter.dtype  # the model's float dtype (energies come out float64)
-        elems = torch.as_tensor(np.asarray(elems), dtype=torch.long, device=device)
+        # torch.as_tensor takes numpy arrays and objects with __cuda_array_interface__ alike
+        elems = torch.as_tensor(elems).to(device=device, dtype=torch.long)
         n = int(elems.shape[0])
-        receiver = torch.as_tensor(np.asarray(pair_i), dtype=torch.long, device=device)
-        sender = torch.as_tensor(np.asarray(pair_j), dtype=torch.long, device=device)
-        shifts = -torch.as_tensor(np.asarray(rij), dtype=dtype, device=device)
+        receiver = torch.as_tensor(pair_i).to(device=device, dtype=torch.long)
+        sender = torch.as_tensor(pair_j).to(device=device, dtype=torch.long)
+        shifts = -torch.as_tensor(rij).to(device=device, dtype=dtype)
         shifts.requires_grad_(True)
         as_long = {"dtype": torch.long, "device": device}
         batch = {
