@@ -21,10 +21,10 @@ def describe_payload(payload: Any) -> str | None:
     or None when it is not recognised."""
     if isinstance(payload, dict):
         if _CHECKPOINT_KEYS & set(payload) and "model" in payload:
-            return (f"a training checkpoint (epoch {payload.get('epoch', '?')}), not a model file; {PASS_MODEL} "
+            return (f"a training checkpoint (epoch {payload.get('epoch', '?')}), not an mlip model file; {PASS_MODEL} "
                     "(model.pt beside checkpoints/), or continue training with mlip-train --resume")
         if payload and all(hasattr(v, "shape") for v in payload.values()):
-            return (f"a bare state dict ({len(payload)} tensors, no hyper-parameters), not a model file; "
+            return (f"a bare state dict ({len(payload)} tensors, no hyper-parameters), not an mlip model file; "
                     f"{PASS_MODEL}")
     return None
 

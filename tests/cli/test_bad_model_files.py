@@ -47,7 +47,7 @@ def test_bad_model_files(tmp_path, capsys, model_file):
     shutil.copy(DATA, tmp_path / "frames.pt")
     cases["frames.pt"] = "a structure file (XYZ: first line is an atom count), not a model; pass it as --data"
     torch.save({"format": 1, "epoch": 3, "model": {}, "optimizer": {}, "rng": {}}, tmp_path / "ckpt.pt")
-    cases["ckpt.pt"] = "a training checkpoint (epoch 3), not a model file; pass the model.pt"
+    cases["ckpt.pt"] = "a training checkpoint (epoch 3), not an mlip model file; pass the model.pt"
     torch.save({"w": torch.zeros(2)}, tmp_path / "state.pt")
     cases["state.pt"] = "a bare state dict (1 tensors, no hyper-parameters)"
     with open(tmp_path / "legacy.pt", "wb") as fh:
