@@ -22,7 +22,7 @@ from typing import Any, TypedDict, Union
 import numpy as np
 
 from mlip.data.configuration import PROPERTIES, Configuration
-from mlip.data.elements import parse_element_energies, symbol
+from mlip.data.elements import isolated_energies, parse_element_energies, symbol
 from mlip.data.io import is_isolated_atom, split_isolated
 from mlip.data.neighbors import neighbor_list
 from mlip.errors import DataError
@@ -46,10 +46,8 @@ def e0s_from_mapping(mapping: Mapping[Any, float], atomic_numbers: Sequence[int]
 
 def e0s_from_isolated_atoms(configs: Sequence[Configuration], atomic_numbers: Sequence[int], head: str = "Default") -> dict[int, float]:
     """E0s (eV) from isolated-atom frames (mean if an element has several); every element needs one."""
-    found: dict[int, list[float]] = {}
-    for c in configs:
-        if is_isolated_atom(c) and c.n_atoms == 1 and c.energy is not None:
-            found.setdefault(int(c.numbers[0]), []).append(float(c.energy))
+    frames = [c for c in configs if is_isolated_atom(c) and c.n_atoms == 1 and c.energy is not None]
+    found = isolated_energies(frames, "isolated atoms") if frames else {}  # the one element -> energy reader
     missing = [z for z in atomic_numbers if z not in found]
     if missing:
         names = ", ".join(_symbol(z) for z in missing)
@@ -57,7 +55,7 @@ def e0s_from_isolated_atoms(configs: Sequence[Configuration], atomic_numbers: Se
             f"E0s of head '{head}': key 'e0s': no isolated-atom frame (config_type IsolatedAtom) for {names}; "
             "use e0s 'fit' or give a mapping"
         )
-    return {int(z): float(np.mean(found[int(z)])) for z in atomic_numbers}
+    return {int(z): float(found[int(z)]) for z in atomic_numbers}
 
 
 def e0s_by_least_squares(
