@@ -23,15 +23,23 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrations"))
 
-import torch  # noqa: E402
-from ase.md.verlet import VelocityVerlet  # noqa: E402
-from ase.units import fs  # noqa: E402
-from integ_support import (  # noqa: E402
-    ELEMENTS, MASSES, lammps_setup, lammps_types, molecule, new_lammps, sorted_by_id, tiny_model, triclinic_cell,
+import torch
+from ase.md.verlet import VelocityVerlet
+from ase.units import fs
+from integ_support import (
+    ELEMENTS,
+    MASSES,
+    lammps_setup,
+    lammps_types,
+    molecule,
+    new_lammps,
+    sorted_by_id,
+    tiny_model,
+    triclinic_cell,
 )
 
-from mlip.calculator import MLIPCalculator  # noqa: E402
-from mlip.integrations.lammps import attach, box_to_cell  # noqa: E402
+from mlip.calculator import MLIPCalculator
+from mlip.integrations.lammps import attach, box_to_cell
 
 NKTV2P = 1.6021765e6  # LAMMPS metal: eV/A^3 -> bar
 VOIGT = ([0, 1, 2, 0, 0, 1], [0, 1, 2, 1, 2, 2])

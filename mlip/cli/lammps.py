@@ -33,7 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv: list[str] | None) -> int:
     args, lammps_args = build_parser().parse_known_args(argv)
     from mlip.errors import ConfigError
-    from mlip.integrations.lammps import element_numbers, import_lammps, input_commands, run_input
+    from mlip.integrations.lammps import (
+        element_numbers,
+        import_lammps,
+        input_commands,
+        run_input,
+    )
 
     if not Path(args.model).is_file():
         raise ConfigError(f"--model {args.model}: no such model file")

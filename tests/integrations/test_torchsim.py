@@ -15,7 +15,7 @@ from integ_support import MO, molecule, tiny_model, triclinic_cell
 from mlip.calculator import MLIPCalculator
 
 ts = pytest.importorskip("torch_sim", reason="torch-sim not installed: pip install -e '.[torchsim]'")
-from mlip.integrations.torchsim import MLIPTorchSimModel  # noqa: E402
+from mlip.integrations.torchsim import MLIPTorchSimModel
 
 
 @pytest.fixture(scope="module")
