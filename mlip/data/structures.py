@@ -9,7 +9,8 @@ graphs. The ASE calculator builds its one-structure batch itself, from its skin 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,7 +59,7 @@ def structures_to_graphs(
 
 
 def structure_batches(
-    structures: Sequence[Any],
+    structures: Iterable[Any],
     r_max: float,
     heads: Sequence[str],
     batch_size: int,
@@ -68,14 +69,18 @@ def structure_batches(
 ) -> Iterator[tuple[int, Sequence[Any], dict[str, torch.Tensor]]]:
     """``(start, chunk, batch)`` for consecutive chunks of ``batch_size`` structures, in order.
 
-    ``batch`` is :func:`mlip.data.batch.collate` of the chunk's graphs (floats in ``dtype``, energy
-    labels float64) moved to ``device``; ``start`` is the index of the chunk's first structure.
+    ``structures`` may be any iterable (read lazily: memory holds one chunk). ``chunk`` is the list of
+    the chunk's structures, ``start`` the index of its first one, and ``batch`` the
+    :func:`mlip.data.batch.collate` of its graphs (floats in ``dtype``, energy labels float64) moved
+    to ``device``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    for start in range(0, len(structures), batch_size):
-        chunk = structures[start : start + batch_size]
+    it = iter(structures)
+    start = 0
+    while chunk := list(itertools.islice(it, batch_size)):
         batch = collate(structures_to_graphs(chunk, r_max, heads, head), dtype)
         if device is not None:
             batch = {k: v.to(device) for k, v in batch.items()}
         yield start, chunk, batch
+        start += len(chunk)

@@ -24,9 +24,8 @@ from typing import Any
 
 import torch
 
-from mlip.data.batch import collate
 from mlip.data.configuration import Configuration
-from mlip.data.graph import configuration_to_graph
+from mlip.data.structures import structure_batches
 from mlip.errors import DataError, ModelFileError
 from mlip.uncertainty.core import calibrate, covariance_factor
 from mlip.uncertainty.features import feature_dim, model_dtype, readout_weights
@@ -119,16 +118,8 @@ def iter_batches(
     model: torch.nn.Module, configs: Iterable[Configuration], batch_size: int, device: torch.device | str = "cpu"
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Graphs built and collated ``batch_size`` at a time (memory: one batch of graphs)."""
-    heads = list(model.heads)
-    dtype = model_dtype(model)
-    chunk: list[dict] = []
-    for config in configs:
-        chunk.append(configuration_to_graph(config, float(model.r_max), heads))
-        if len(chunk) == batch_size:
-            yield {k: v.to(device) for k, v in collate(chunk, dtype).items()}
-            chunk = []
-    if chunk:
-        yield {k: v.to(device) for k, v in collate(chunk, dtype).items()}
+    for _, _, batch in structure_batches(configs, model.r_max, model.heads, batch_size, model_dtype(model), device):
+        yield batch
 
 
 def accumulate_gram(

@@ -37,3 +37,18 @@ def test_head_override_and_atoms():
     assert int(structures_to_graphs([atoms], 3.0, ["A", "B"])[0]["head"]) == 0  # Atoms: first head
     c = as_configuration(atoms, "B")
     assert c.head == "B" and c.energy is None and c.numbers.tolist() == [1, 1, 8]
+
+
+def test_any_iterable_is_read_one_chunk_at_a_time():
+    configs = _configs(5)
+    pulled = []
+
+    def stream():
+        for c in configs:
+            pulled.append(c)
+            yield c
+
+    batches = structure_batches(stream(), 3.0, ["A", "B"], batch_size=2)
+    start, chunk, batch = next(batches)
+    assert (start, chunk, len(pulled)) == (0, configs[:2], 2)
+    assert [s for s, _, _ in batches] == [2, 4] and len(pulled) == 5
