@@ -28,11 +28,12 @@ from mlip.data.configuration import Configuration
 from mlip.data.elements import symbols
 from mlip.data.coverage import check_coverage, format_coverage_table
 from mlip.data import stats as data_stats
-from mlip.data.graph import configuration_to_graph, graph_sizes
+from mlip.data.graph import graph_sizes
 from mlip.data.io import is_isolated_atom, read_configurations, split_isolated
 from mlip.data.neighbors import neighbor_list
 from mlip.data.ondisk import OnDiskDataset, OnDiskFile, is_ondisk_path, make_ondisk_loader
 from mlip.data.splits import random_split
+from mlip.data.structures import structures_to_graphs
 from mlip.data.stats import HeadStatistics
 from mlip.errors import ConfigError, DataError
 from mlip.nn.hparams import ModelHyperparameters
@@ -247,9 +248,9 @@ def _in_memory_data(cfg: Config, hooks: TrainerHooks, dtype: torch.dtype, log: A
     ctypes: dict[str, Any] = {s: [] for s in SPLITS}
     for hd in heads.values():
         for split in SPLITS:
-            for c in getattr(hd, split):
-                graphs[split].append(configuration_to_graph(c, hp.r_max, head_names))
-                ctypes[split].append(c.config_type)
+            configs = getattr(hd, split)
+            graphs[split] += structures_to_graphs(configs, hp.r_max, head_names)
+            ctypes[split] += [c.config_type for c in configs]
     t = cfg.train
     loader = make_loader(
         graphs["train"], t.batch_size, shuffle=True, seed=cfg.seed, dtype=dtype,
