@@ -13,6 +13,7 @@ Two independent checks read the one layer table in pyproject.toml (``[tool.impor
 from __future__ import annotations
 
 import ast
+import os
 import re
 import shutil
 import subprocess
@@ -261,7 +262,7 @@ def test_checkers_catch_a_synthetic_violation(tmp_path, upward):
     else:
         assert problems == [] and cycles == []
     proc = subprocess.run([_lint_imports(), "--no-cache", "--config", str(src / "pyproject.toml")],
-                          cwd=src, capture_output=True, text=True, env={"PYTHONPATH": str(src), "PATH": ""})
+                          cwd=src, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(src)})
     assert (proc.returncode != 0) == upward, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
