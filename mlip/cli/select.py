@@ -84,8 +84,7 @@ def _main(argv: list[str] | None) -> int:
 
 def _select_uncertain(args: argparse.Namespace, data: list) -> int:
     """``--uncertainty``: score every frame by predicted uncertainty, pick the top -n (FPS-thinned with --pool-factor)."""
-    import torch
-
+    from mlip.device import resolve_device
     from mlip.fidelity.descriptors import model_descriptors
     from mlip.fidelity.labels import write_extxyz
     from mlip.fidelity.select import plot_selection, select_by_score
@@ -94,7 +93,7 @@ def _select_uncertain(args: argparse.Namespace, data: list) -> int:
 
     if not (args.uncertainty and args.model and args.n is not None):
         raise ConfigError("--uncertainty needs --model (with LLPR, or --committee) and -n; --committee needs --uncertainty")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device, key="--device")
     potential = load_potential(args.model, args.committee or (), device=device)
     scores = uncertainty_scores(potential, data, args.score, args.head, args.batch_size, device)
     x = model_descriptors(potential.model, data, batch_size=args.batch_size, device=device)
