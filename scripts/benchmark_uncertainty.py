@@ -85,14 +85,19 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=4)
     parser.add_argument("--dtypes", default="float64,float32")
     parser.add_argument("--samples", type=int, default=8)
+    parser.add_argument("--vjp", choices=["auto", "batched", "loop"], default="auto",
+                        help="LLPR backward passes: auto (loop on CPU, vmap on CUDA), batched (vmap) or loop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    import mlip.uncertainty.predict as predict
+
+    predict.BATCHED_VJP = {"auto": None, "batched": True, "loop": False}[args.vjp]
     from mlip.calculator import MLIPCalculator
     from mlip.uncertainty import LLPR, Committee, HeadLLPR, feature_dim, readout_weights
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     print(f"commit {commit}, {platform.node()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s), median of {args.repeats} interleaved calls")
+          f"{args.threads} thread(s), median of {args.repeats} interleaved calls, VJPs {args.vjp}")
     k, m = args.samples, args.members
     print(f"| system | atoms | dtype | plain ms | LLPR exact ms (x plain) | LLPR K={k} ms (x plain) | committee-{m} ms (x plain) |")
     print("|---|---|---|---|---|---|---|")

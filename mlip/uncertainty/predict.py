@@ -20,6 +20,10 @@ from mlip.inference import strain_batch
 from mlip.uncertainty.features import capture_features, model_dtype, structure_features
 
 
+BATCHED_VJP: bool | None = None
+"""Default of :func:`_batched_vjp`'s ``batched`` (None: vmap on CUDA, loop elsewhere); a benchmarking switch."""
+
+
 def _volumes(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """(1/V or 0 for non-periodic graphs [B], periodic mask [B])."""
     cell = batch["cell"].reshape(-1, 3, 3)
@@ -37,11 +41,12 @@ def _batched_vjp(
     """``d outputs[:, j] / d inputs`` for j < k, stacked on a new leading dim (K backward passes).
 
     On CUDA the K passes are batched with ``is_grads_batched`` (vmap); on CPU a plain loop, which measured
-    1.2-2.7x faster there (acac and a periodic Si cell, docs/benchmarks.md "Uncertainty"). ``batched``
-    forces one or the other.
+    faster there (docs/benchmarks.md "Uncertainty"). ``batched`` (or :data:`BATCHED_VJP`) forces one or the other.
     """
     eye = torch.eye(k, dtype=outputs.dtype, device=outputs.device)
     grad_outputs = eye.unsqueeze(1).expand(k, outputs.shape[0], k)  # [K, B, K]
+    if batched is None:
+        batched = BATCHED_VJP
     if batched if batched is not None else outputs.device.type == "cuda":
         try:
             grads = torch.autograd.grad(outputs, inputs, grad_outputs=grad_outputs.contiguous(),
