@@ -224,6 +224,33 @@ def test_import_linter_contract():
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
+ONE_HOME = {
+    # pattern (in source text): (its one home, other files allowed with the reason)
+    "torch.cuda.is_available": ("mlip/device.py", {
+        "mlip/nn/backends/cueq_base.py": "are the fused cuEquivariance kernels usable (not a device choice)",
+        "mlip/train/checkpoint.py": "saves/restores the CUDA RNG state when there is one",
+    }),
+    '"float32": torch.float32': ("mlip/device.py", {
+        "mlip/io/mace_pickle.py": "names of pickled torch dtypes in mace-torch files (incl. int64, bool), not a setting",
+    }),
+    "os.replace(": ("mlip/files.py", {
+        "mlip/data/ondisk_write.py": "the streamed .h5 writer keeps its temp file open across chunks",
+    }),
+    "tempfile.mkstemp(": ("mlip/files.py", {}),
+}
+"""Code that exists once (docs/architecture.md, "One of each"): where it lives and the reasoned exceptions."""
+
+
+def test_one_of_each():
+    problems = []
+    for pattern, (home, allowed) in ONE_HOME.items():
+        found = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "mlip").rglob("*.py") if pattern in p.read_text())
+        extra = [f for f in found if f != home and f not in allowed]
+        if home not in found or extra:
+            problems.append(f"{pattern!r}: expected in {home} only, found in {found}")
+    assert not problems, "\n".join(problems)
+
+
 # ------------------------------------------------------------------------------------- the checkers
 def _synthetic_package(tmp_path: Path, upward: bool) -> Path:
     """``pkg`` with layers low (``pkg.low``) < high (``pkg.high``); with ``upward`` low imports high."""
