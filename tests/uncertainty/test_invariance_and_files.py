@@ -159,6 +159,7 @@ def test_float32_calculator_agrees_with_float64():
                                c64.get_property("forces_uncertainty", atoms.copy()), rtol=1e-3)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (never run so far: no GPU here)")
 def test_llpr_and_committee_on_cuda_match_cpu():
     model, llpr = fitted()
