@@ -87,12 +87,14 @@ def test_fit_show_eval_and_select(files, capsys):
 def test_committee_in_eval(files, capsys):
     d = files
     code, out = run(eval_cli.main, ["--model", d / "model.pt", "--data", d / "pool.xyz", "--uncertainty",
-                                    "--committee", d / "model2.pt", "--output", d / "pred_c.xyz"], capsys)
+                                    "--committee", d / "model2.pt", "--output", d / "pred_c.xyz", "--info-prefix", "C_"],
+                    capsys)
     assert code == 0, out.err
     atoms = ase.io.read(d / "pred_c.xyz", "0")
+    assert "C_forces_uncertainty" in atoms.arrays and "MLIP_energy_uncertainty" not in atoms.info
     probe = Atoms(numbers=atoms.numbers, positions=atoms.positions)
     e = [MLIPCalculator(d / m).get_potential_energy(probe.copy()) for m in ("model.pt", "model2.pt")]
-    assert atoms.info["MLIP_energy_uncertainty"] == pytest.approx(abs(e[0] - e[1]) / np.sqrt(2), rel=1e-8)
+    assert atoms.info["C_energy_uncertainty"] == pytest.approx(abs(e[0] - e[1]) / np.sqrt(2), rel=1e-8)
 
 
 @pytest.mark.parametrize("argv, needle", [
