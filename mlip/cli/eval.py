@@ -65,7 +65,7 @@ def _main(argv: list[str] | None) -> int:
         from mlip.uncertainty import annotate_file, load_potential
 
         potential = load_potential(args.model, args.committee or (), device=device)
-        annotate_file(args.output, potential, getattr(args, "info_prefix", "MLIP_"), args.head, args.batch_size, device)
+        annotate_file(args.output, potential, args.info_prefix, args.head, args.batch_size, device)
         print(f"uncertainties ({'committee' if args.committee else 'LLPR'}) added to {args.output}")
     return 0
 
