@@ -89,13 +89,14 @@ def main() -> None:
                         help="LLPR backward passes: auto (loop on CPU, vmap on CUDA), batched (vmap) or loop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    import mlip.uncertainty.predict as predict
+    from mlip.uncertainty import predict
 
     predict.BATCHED_VJP = {"auto": None, "batched": True, "loop": False}[args.vjp]
     from mlip.calculator import MLIPCalculator
     from mlip.uncertainty import LLPR, Committee, HeadLLPR, feature_dim, readout_weights
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                            check=False).stdout.strip()
     print(f"commit {commit}, {platform.node()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{args.threads} thread(s), median of {args.repeats} interleaved calls, VJPs {args.vjp}")
     k, m = args.samples, args.members

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from active_learning import active_learning, cli, write_frames  # noqa: E402
+from active_learning import active_learning, cli, write_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {
@@ -173,21 +173,21 @@ def part_b(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
 
 
 def tables(a: dict[str, Any] | None, b: dict[str, Any] | None, args: argparse.Namespace) -> str:
-    lines = [f"Made by scripts/uncertainty_experiment.py ({args.size} model, {args.epochs} epochs, "
-             f"{args.test_frames or 'all'} test frames per set).", ""]
+    lines = [(f"Made by scripts/uncertainty_experiment.py ({args.size} model, {args.epochs} epochs, "
+              f"{args.test_frames or 'all'} test frames per set)."), ""]
     if a:
-        lines += ["| test set | method | Spearman (pred. vs actual frame force RMSE) | miscal. area forces | "
-                  "miscal. area energy | force RMSE meV/A | mean predicted meV/A |", "|---|---|---|---|---|---|---|"]
+        lines += [("| test set | method | Spearman (pred. vs actual frame force RMSE) | miscal. area forces | "
+                   "miscal. area energy | force RMSE meV/A | mean predicted meV/A |"), "|---|---|---|---|---|---|---|"]
         for name, methods in a["sets"].items():
             for m, s in methods.items():
                 lines.append(f"| {name} | {m} | {s['spearman_force_rmse']:.3f} | {s['miscalibration_area_forces']:.3f} | "
                              f"{s['miscalibration_area_energy']:.3f} | {1e3 * s['force_rmse']:.1f} | "
                              f"{1e3 * s['mean_predicted_force_rmse']:.1f} |")
-        lines += ["", f"LLPR: alpha^2 = {a['llpr_alpha2']:.3g}, lambda = {a['llpr_reg']:.3g}; committee spread scale "
-                  f"factor (variance, calibrated on the validation frames): {a['committee_scale2']:.3g}", ""]
+        lines += ["", (f"LLPR: alpha^2 = {a['llpr_alpha2']:.3g}, lambda = {a['llpr_reg']:.3g}; committee spread scale "
+                       f"factor (variance, calibrated on the validation frames): {a['committee_scale2']:.3g}"), ""]
     if b:
-        lines += ["| round | training frames | uncertainty: test_MD_600K force RMSE meV/A | random | "
-                  "uncertainty - random |", "|---|---|---|---|---|"]
+        lines += [("| round | training frames | uncertainty: test_MD_600K force RMSE meV/A | random | "
+                   "uncertainty - random |"), "|---|---|---|---|---|"]
         for r in range(args.rounds + 1):
             u = [1e3 * v[r] for k, v in b.items() if k.startswith("uncertainty/")]
             x = [1e3 * v[r] for k, v in b.items() if k.startswith("random/")]

@@ -13,12 +13,49 @@ Both :class:`LLPR` and :class:`Committee` plug into :class:`mlip.calculator.MLIP
 """
 
 from mlip.uncertainty.committee import Committee, CommitteePotential
-from mlip.uncertainty.core import Calibration, calibrate, difference_sigma, predictive_variance, scale_calibration
+from mlip.uncertainty.core import (
+    Calibration,
+    calibrate,
+    difference_sigma,
+    predictive_variance,
+    scale_calibration,
+)
 from mlip.uncertainty.features import feature_dim, readout_weights
-from mlip.uncertainty.frames import annotate_file, energy_difference_uncertainty, load_potential, predict_frames, uncertainty_scores
-from mlip.uncertainty.llpr import LLPR, HeadLLPR, LLPRPotential, fit_llpr, load_llpr, save_llpr_model
+from mlip.uncertainty.frames import (
+    annotate_file,
+    energy_difference_uncertainty,
+    load_potential,
+    predict_frames,
+    uncertainty_scores,
+)
+from mlip.uncertainty.llpr import (
+    LLPR,
+    HeadLLPR,
+    LLPRPotential,
+    fit_llpr,
+    load_llpr,
+    save_llpr_model,
+)
 
 __all__ = [
-    "annotate_file", "load_potential", "LLPR", "Calibration", "Committee", "CommitteePotential", "HeadLLPR", "LLPRPotential", "calibrate", "difference_sigma", "energy_difference_uncertainty", "feature_dim",
-    "fit_llpr", "load_llpr", "predict_frames", "predictive_variance", "readout_weights", "save_llpr_model", "scale_calibration", "uncertainty_scores",
+    "LLPR",
+    "Calibration",
+    "Committee",
+    "CommitteePotential",
+    "HeadLLPR",
+    "LLPRPotential",
+    "annotate_file",
+    "calibrate",
+    "difference_sigma",
+    "energy_difference_uncertainty",
+    "feature_dim",
+    "fit_llpr",
+    "load_llpr",
+    "load_potential",
+    "predict_frames",
+    "predictive_variance",
+    "readout_weights",
+    "save_llpr_model",
+    "scale_calibration",
+    "uncertainty_scores",
 ]

@@ -19,7 +19,6 @@ import torch
 from mlip.inference import strain_batch
 from mlip.uncertainty.features import capture_features, model_dtype, structure_features
 
-
 BATCHED_VJP: bool | None = None
 """Default of :func:`_batched_vjp`'s ``batched`` (None: vmap on CUDA, loop elsewhere); a benchmarking switch."""
 

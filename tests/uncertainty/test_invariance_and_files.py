@@ -98,7 +98,7 @@ def test_llpr_model_file_round_trip_and_safety(tmp_path):
 
 
 def test_llpr_refuses_a_model_with_other_readout_weights():
-    model, llpr = fitted()
+    _, llpr = fitted()
     other = tiny_model(seed=4)
     with pytest.raises(ModelFileError, match="readout weights differ"):
         llpr.potential(other)

@@ -7,8 +7,13 @@ import pytest
 import torch
 from u_support import molecule, tiny_model
 
-from mlip.uncertainty import calibrate, difference_sigma, predictive_variance, readout_weights
-from mlip.uncertainty.llpr import HeadLLPR, LLPR, accumulate_gram, iter_batches
+from mlip.uncertainty import (
+    calibrate,
+    difference_sigma,
+    predictive_variance,
+    readout_weights,
+)
+from mlip.uncertainty.llpr import LLPR, HeadLLPR, accumulate_gram, iter_batches
 from mlip.uncertainty.predict import evaluate_with_features
 
 
