@@ -9,6 +9,8 @@ prints what a file holds.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from typing import Any
 
 from mlip.cli.common import run_cli
 
@@ -40,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read(path: str, model, head: str | None, energy_key: str, forces_key: str, flag: str, chunk: int = 0):
+def _read(path: str, model: Any, head: str | None, energy_key: str, forces_key: str, flag: str,
+          chunk: int = 0) -> Iterator[Any]:
     """Configurations of ``path`` with heads checked against the model, isolated atoms dropped.
 
     ``chunk > 0`` yields them lazily, ``chunk`` frames read at a time (memory bounded for big training sets).
@@ -116,7 +119,7 @@ def _fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def torch_dtype_of(path: str):
+def torch_dtype_of(path: str) -> Any:
     """The dtype a model file stores (the written file keeps it whatever --dtype evaluated in)."""
     from mlip.device import resolve_dtype
     from mlip.io.model_file import read_model_info
