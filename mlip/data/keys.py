@@ -31,6 +31,9 @@ HEAD = "head"
 """``[B]`` long, index into the model's heads."""
 EDGE_GATE = "edge_gate"
 """``[E]`` float, optional multiplier of every edge's contribution (E3D attribution)."""
+DISPLACEMENT = "displacement"
+"""``[B,3,3]`` float, optional zero strain handle that requires grad, made by the caller (compiled training:
+a leaf tensor cannot be created inside a compiled graph); the model makes its own when absent."""
 
 # ---------------------------------------------------------------------------------- batch: labels
 ENERGY = "energy"

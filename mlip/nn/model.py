@@ -229,7 +229,9 @@ class MACE(torch.nn.Module):
         leaf_positions = positions
         displacement = None
         if compute_stress:
-            displacement = zero_displacement(num_graphs, positions)
+            displacement = batch.get(keys.DISPLACEMENT)  # the caller's strain handle (compiled training), else ours
+            if displacement is None:
+                displacement = zero_displacement(num_graphs, positions)
             positions, cell = strain(positions, cell, node_graph, displacement)
 
         sender, receiver = edge_index[0], edge_index[1]

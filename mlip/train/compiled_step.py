@@ -18,7 +18,9 @@ Why this formulation (torch 2.13):
   compiled call with ``torch._dynamo.config.patch`` (a context manager that restores it), never
   globally, so eager code and other compiled functions of the process are unaffected.
 * The positions are made to require grad *before* the call (the model's own
-  ``requires_grad_`` on a fresh copy would be traced as a graph input mutation otherwise).
+  ``requires_grad_`` on a fresh copy would be traced as a graph input mutation otherwise), and with
+  stress the zero strain handle (``displacement``, a leaf requiring grad) is made outside and passed in
+  the batch: creating it inside graph-breaks (3 graphs per step, found on periodic Si).
 
 Dynamic shapes, not padding: the atom, edge and graph dimensions of every batch are marked with
 ``torch._dynamo.maybe_mark_dynamic`` (atoms/edges as in :mod:`mlip.inference`; graphs for the
@@ -31,18 +33,22 @@ entry without the CPU size guard that would otherwise bound the atom count).
 
 from __future__ import annotations
 
+import itertools
 import time
+import types
 from typing import Any, Callable
 
 import torch
 
 from mlip.inference import EDGE_DIMS, NODE_KEYS, inductor_decompositions
+from mlip.nn.grad_output import zero_displacement
 
 GRAPH_DIM_KEYS: tuple[str, ...] = (
     "cell", "pbc", "head", "energy", "weight", "energy_weight", "forces_weight", "stress_weight",
-    "virials_weight", "stress", "virials", "has_energy", "has_forces", "has_stress", "has_virials",
+    "virials_weight", "stress", "virials", "has_energy", "has_forces", "has_stress", "has_virials", "displacement",
 )
 """Batch entries whose dimension 0 is the number of structures in the batch."""
+_INSTANCES = itertools.count()
 ATOM_DIM_KEYS: tuple[str, ...] = (*NODE_KEYS, "forces")
 """Batch entries whose dimension 0 is the atom count (``ptr`` is ``[graphs + 1]``, marked too)."""
 
@@ -98,7 +104,17 @@ class CompiledStep:
         else:
             inner = torch._dynamo.lookup_backend(backend)
         self._inner = inner
-        self._compiled = torch.compile(self._forward_loss, backend=self._backend, dynamic=None)
+        self._compiled = torch.compile(self._own_code(), backend=self._backend, dynamic=None)
+
+    def _own_code(self) -> Callable[..., Any]:
+        """``self._forward_loss`` on a code object of its own. Dynamo keeps compiled graphs (and its
+        recompilation limit, 8) per code object, so instances sharing the method's code would see each
+        other's graphs and guards (another model's buffers): extra recompilations, and after 8 a silent
+        fall-back to eager."""
+        fn = type(self)._forward_loss
+        code = fn.__code__.replace(co_name=f"_forward_loss_{next(_INSTANCES)}")
+        fresh = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+        return types.MethodType(fresh, self)
 
     def _backend(self, graph_module: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..., Any]:
         self.num_compiles += 1
@@ -117,6 +133,9 @@ class CompiledStep:
         """Loss (with its graph, for ``backward()``) and detached per-property terms of one batch."""
         inputs = dict(batch)
         inputs["positions"] = batch["positions"].detach().requires_grad_(True)
+        if compute_stress:  # leaf tensors that require grad are made outside the graph (no graph break)
+            num_graphs = batch["ptr"].shape[0] - 1
+            inputs["displacement"] = zero_displacement(num_graphs, inputs["positions"])
         mark_dynamic(inputs)
         if self._t_first is None and self.compile_seconds is None:
             self._t_first = time.perf_counter()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_support import ACAC, slice_xyz, tiny_config, write_config
+from train_support import ACAC, SI, slice_xyz, tiny_config, write_config
 
 from mlip.data.batch import collate
 from mlip.data.graph import configuration_to_graph
@@ -32,44 +32,54 @@ TINY = dict(hidden_irreps="2x0e + 2x1o", max_ell=1, correlation=2, num_interacti
             radial_mlp=[8], mlp_irreps="4x0e")
 
 
-def _model(dtype: torch.dtype) -> torch.nn.Module:
+def _model(dtype: torch.dtype, system: str = "acac") -> torch.nn.Module:
     torch.manual_seed(0)
-    hp = ModelHyperparameters(atomic_numbers=[1, 6, 8], heads=["Default"], atomic_energies=[[-13.6, -1026.9, -2037.8]],
-                              scale=[0.8], shift=[-4.9], avg_num_neighbors=8.0, **TINY)
+    if system == "si":
+        elements = dict(atomic_numbers=[14], atomic_energies=[[-5.4]], scale=[0.5], shift=[0.0])
+    else:
+        elements = dict(atomic_numbers=[1, 6, 8], atomic_energies=[[-13.6, -1026.9, -2037.8]], scale=[0.8], shift=[-4.9])
+    hp = ModelHyperparameters(heads=["Default"], avg_num_neighbors=8.0, **elements, **TINY)
     return build_model(hp, dtype=dtype)
 
 
-def _batch(dtype: torch.dtype, frames: list[int]) -> dict[str, torch.Tensor]:
-    if not (ACAC / "train.xyz").is_file():
-        pytest.skip("bundled data/acac missing")
-    configs = read_configurations(ACAC / "train.xyz", index=f":{max(frames) + 1}")
+def _batch(dtype: torch.dtype, frames: list[int], system: str = "acac") -> dict[str, torch.Tensor]:
+    path = (ACAC if system == "acac" else SI) / "train.xyz"
+    if not path.is_file():
+        pytest.skip(f"bundled {path.parent} missing")
+    configs = read_configurations(path, index=f":{max(frames) + 1}")
     return collate([configuration_to_graph(configs[i], TINY["r_max"], ["Default"]) for i in frames], dtype=dtype)
 
 
-def _step(model, loss_fn, batch, compiled: CompiledStep | None):
+def _step(model, loss_fn, batch, compiled: CompiledStep | None, stress: bool = False):
     model.zero_grad(set_to_none=True)
     if compiled is None:
-        loss, _ = loss_fn(batch, model(batch, compute_forces=True, training=True))
+        loss, _ = loss_fn(batch, model(batch, compute_forces=True, compute_stress=stress, training=True))
     else:
-        loss, _ = compiled(batch)
+        loss, _ = compiled(batch, compute_stress=stress)
     loss.backward()
     return loss.detach(), {n: p.grad.detach().clone() for n, p in model.named_parameters()}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_compiled_step_matches_eager_float64(backend):
-    model = _model(torch.float64)
-    loss_fn = WeightedLoss("mse", LossWeights(energy=1.0, forces=100.0))
+@pytest.mark.parametrize("system", ["acac", "si"])
+def test_compiled_step_matches_eager_float64(backend, system):
+    """acac: energy + forces; periodic Si (12-24 atoms): energy + forces + stress, and a second batch of
+    other sizes reuses the graph."""
+    stress = system == "si"
+    model = _model(torch.float64, system)
+    loss_fn = WeightedLoss("mse", LossWeights(energy=1.0, forces=100.0, stress=100.0 if stress else 0.0))
     compiled = CompiledStep(model, loss_fn, backend=backend, log=None)
-    batch = _batch(torch.float64, [0, 1, 2])
-    loss_c, grads_c = _step(model, loss_fn, batch, compiled)
-    loss_e, grads_e = _step(model, loss_fn, batch, None)
-    assert float(loss_e) > 0
-    assert abs(float(loss_c) - float(loss_e)) <= 1e-10 * abs(float(loss_e))
-    assert len(grads_e) >= 10
-    for name, g in grads_e.items():
-        assert grads_c[name] is not None and float(g.abs().max()) > 0, name  # every parameter gets a gradient
-        assert float((grads_c[name] - g).abs().max()) <= 1e-8 * max(1.0, float(g.abs().max())), name
+    for frames in ([0, 1, 2], [3, 4]) if stress else ([0, 1, 2],):
+        batch = _batch(torch.float64, frames, system)
+        loss_c, grads_c = _step(model, loss_fn, batch, compiled, stress)
+        loss_e, grads_e = _step(model, loss_fn, batch, None, stress)
+        assert float(loss_e) > 0
+        assert abs(float(loss_c) - float(loss_e)) <= 1e-10 * abs(float(loss_e))
+        assert len(grads_e) >= 10
+        for name, g in grads_e.items():
+            assert grads_c[name] is not None and float(g.abs().max()) > 0, name  # every parameter gets a gradient
+            assert float((grads_c[name] - g).abs().max()) <= 1e-8 * max(1.0, float(g.abs().max())), name
+    assert compiled.num_compiles == 1  # no graph break, no recompilation
 
 
 def _counting(instances: list[CompiledStep], backend: str):
