@@ -10,16 +10,15 @@ working directory. See docs/config.md for every key with its default.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 
+from mlip.config_coerce import build_section, hints_of, register_hints
 from mlip.config_ranges import check_model_section, check_ranges, check_tea_finetune, normalise_e0s
 from mlip.errors import ConfigError
 from mlip.files import atomic_write_text
@@ -289,137 +288,12 @@ class Config:
         return out
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
 def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        if cls is Config:
-            h = typing.get_type_hints(cls)
-            h["model"] = ModelConfig
-        else:
-            h = typing.get_type_hints(cls)
-        _HINTS[cls] = h
-    return _HINTS[cls]
+    """Field types of a config section (``Config.model`` is the run-time built :data:`ModelConfig`)."""
+    return hints_of(cls)
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is list:
-        return f"list of {_type_name(typing.get_args(tp)[0])}"
-    if origin is dict:
-        return f"mapping of {_type_name(typing.get_args(tp)[1])}"
-    if tp is type(None):
-        return "null"
-    if dataclasses.is_dataclass(tp):
-        return "mapping"
-    return getattr(tp, "__name__", str(tp))
-
-
-class _Mismatch(Exception):
-    pass
-
-
-def _suggest(name: str, options: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _coerce(value: Any, tp: Any, path: str, is_file: bool = False) -> Any:
-    """Check ``value`` against the type ``tp`` and return the converted value; raise ConfigError."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"config key '{path}': must not be null (expected {_type_name(tp)})")
-        # a single file given where a list is expected: accept and wrap
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, path, is_file)
-            except ConfigError as err:
-                errors.append(err)
-        if len(errors) == 1 or all("expected" in str(e) and "unknown" not in str(e) for e in errors):
-            raise ConfigError(
-                f"config key '{path}': expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
-            ) if len(errors) > 1 else errors[0]
-        # an inner structural error (e.g. unknown nested key) is more useful than a type summary
-        raise next(e for e in errors if "expected" not in str(e) or "unknown" in str(e))
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            hint = _suggest(str(value), [str(c) for c in choices])
-            raise ConfigError(
-                f"config key '{path}': {value!r} is not one of {', '.join(map(repr, choices))}{hint}"
-            )
-        return value
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and is_file:
-            value = [value]
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
-        return [_coerce(v, item, f"{path}[{i}]", is_file) for i, v in enumerate(value)]
-    if origin is dict:
-        _, item = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key '{path}': expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
-        return {str(k): _coerce(v, item, f"{path}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key '{path}': expected a mapping, got {type(value).__name__} {value!r}")
-        return _build(tp, value, path)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key '{path}': expected true/false, got {type(value).__name__} {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"config key '{path}': expected an integer, got {type(value).__name__} {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            if isinstance(value, str):
-                try:
-                    return float(value)  # YAML 1.1 reads "1e-3" as a string
-                except ValueError:
-                    pass
-            raise ConfigError(f"config key '{path}': expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"config key '{path}': expected a string, got {type(value).__name__} {value!r}")
-        if is_file and not Path(value).is_file():
-            raise ConfigError(f"config key '{path}': file not found: {value}")
-        return value
-    if tp is Any:
-        return value
-    raise ConfigError(f"config key '{path}': unsupported type {tp!r}")  # pragma: no cover
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    hints = _hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if key not in known:
-            raise ConfigError(f"unknown config key '{path}'{_suggest(str(key), known)}")
-        f = known[key]
-        kwargs[key] = _coerce(value, hints[key], path, bool(f.metadata.get("file")))
-    return cls(**kwargs)
+register_hints(Config, {**typing.get_type_hints(Config), "model": ModelConfig})
 
 
 def _validate(cfg: Config) -> None:
@@ -439,12 +313,6 @@ def _validate(cfg: Config) -> None:
     check_model_section(cfg)
     if len(cfg.optimiser.betas) != 2:
         raise ConfigError(f"config key 'optimiser.betas': expected two numbers, got {cfg.optimiser.betas}")
-
-
-def is_ondisk_paths(d: DataConfig) -> bool:
-    """True when any training file is an on-disk ``.h5`` file."""
-    files = list(d.train or []) + [f for h in d.heads.values() for f in (h.train or [])]
-    return any(str(f).endswith((".h5", ".hdf5")) for f in files)
 
 
 def resolve_heads(cfg: Config) -> dict[str, HeadConfig]:
@@ -513,7 +381,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config: expected a mapping at the top level, got {type(data).__name__}")
-    cfg = _build(Config, data)
+    cfg = build_section(Config, data)
     _validate(cfg)
     return cfg
 

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mlip.data.ondisk_read import is_ondisk_path
 from mlip.errors import ConfigError
 
 E0_WORDS = ("isolated", "fit", "average")
@@ -164,10 +165,14 @@ def check_model_section(cfg: Any) -> None:
         raise ConfigError(text) from None
 
 
+def is_ondisk_paths(d: Any) -> bool:
+    """True when any training file of the data section ``d`` (or of its heads) is an on-disk ``.h5`` file."""
+    files = list(d.train or []) + [f for h in d.heads.values() for f in (h.train or [])]
+    return any(is_ondisk_path(f) for f in files)
+
+
 def check_tea_finetune(cfg: Any) -> None:
     """Checks of the ``tea`` blocks and the ``finetune`` block (cross-field, no data read)."""
-    from mlip.config import is_ondisk_paths  # config imports this module; resolved at call time
-
     d = cfg.data
     blocks = [("data.tea", d.tea)] + [(f"data.heads.{n}.tea", h.tea) for n, h in d.heads.items()]
     for where, tea in blocks:
