@@ -77,8 +77,19 @@ def pick(strategy: str, model: Path, train: Path, valid: str, pool: list, k: int
 def active_learning(config: str, train: str, valid: str, pool: str, tests: list[str], rounds: int, per_round: int,
                     strategy: str, out: Path, seed: int = 1, overrides: list[str] = (), pool_factor: float = 1.0
                     ) -> list[dict[str, Any]]:
-    """The loop of the module docstring; returns (and writes to ``out/results.json``) one record per round."""
+    """The loop of the module docstring; returns (and writes to ``out/results.json``) one record per round.
+
+    A finished loop (``out/results.json`` with all rounds of this strategy and seed) is not rerun: its records
+    are returned, so an interrupted experiment can be continued with more seeds.
+    """
     import ase.io
+
+    done = out / "results.json"
+    if done.is_file():
+        old = json.loads(done.read_text())
+        if len(old) == rounds + 1 and all(r.get("strategy") == strategy and r.get("seed") == seed for r in old):
+            print(f"{out}: finished earlier, reusing its results", flush=True)
+            return old
 
     train_frames = ase.io.read(train, ":")
     pool_frames = ase.io.read(pool, ":")
