@@ -160,7 +160,12 @@ def part_a(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
 
 
 def part_b(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
-    runs: dict[str, Any] = {}
+    """{"<strategy>/<seed>": test_MD_600K force RMSE per round (eV/A), "picked/<strategy>/<seed>": mean reference
+    force RMS of the frames picked in each round (eV/A; what kind of frames a strategy adds), "pool_force_rms"}."""
+    import ase.io
+
+    pool_rms = np.array([np.sqrt(np.mean(a.get_forces() ** 2)) for a in ase.io.read(args.data / "train_600K.xyz", ":")])
+    runs: dict[str, Any] = {"pool_force_rms": float(pool_rms.mean())}
     overrides = [f"data.isolated_atoms={args.data / 'isolated_atoms.xyz'}", f"train.max_epochs={args.epochs}",
                  *SIZES[args.size]]
     for seed in args.seeds:
@@ -169,6 +174,8 @@ def part_b(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
                                       str(args.data / "train_600K.xyz"), [str(files["test_MD_600K"])], args.rounds,
                                       args.per_round, strategy, args.out / f"al_{strategy}_seed{seed}", seed, overrides)
             runs[f"{strategy}/{seed}"] = [r["test"]["test_MD_600K.xyz"]["forces_rmse"] for r in records]
+            runs[f"picked/{strategy}/{seed}"] = [float(pool_rms[r["picked_pool_indices"]].mean())
+                                                 for r in records if "picked_pool_indices" in r]
     return runs
 
 
@@ -195,6 +202,10 @@ def tables(a: dict[str, Any] | None, b: dict[str, Any] | None, args: argparse.Na
             lines.append(f"| {r} | {50 + r * args.per_round} | {np.mean(u):.1f}{sd(u)} | {np.mean(x):.1f}{sd(x)} | "
                          f"{np.mean(u) - np.mean(x):+.1f} |")
         lines += ["", f"Seeds: {' '.join(map(str, args.seeds))} (mean +- sample std over seeds)."]
+        for strategy in ("uncertainty", "random"):
+            picked = [v for k, v in b.items() if k.startswith(f"picked/{strategy}/")]
+            lines.append(f"Mean reference force RMS of the frames {strategy} picked: {np.mean(picked):.3f} eV/A "
+                         f"(pool train_600K: {b['pool_force_rms']:.3f} eV/A).")
     return "\n".join(lines) + "\n"
 
 
