@@ -155,6 +155,21 @@ def inductor_decompositions() -> dict[Any, Callable[..., Any]]:
     return table
 
 
+def compiler_backend(backend: str = "inductor", mode: str | None = None) -> Callable[..., Any]:
+    """The dynamo backend ``(graph_module, example_inputs) -> callable`` used by mlip's compiled paths.
+
+    ``inductor`` gets :func:`inductor_decompositions` for this compilation only (and ``mode``'s option set);
+    any other name is looked up in dynamo's registry (``aot_eager``, ``eager``, ...).
+    """
+    if backend != "inductor":
+        return torch._dynamo.lookup_backend(backend)
+    from torch._inductor import list_mode_options
+    from torch._inductor.compile_fx import compile_fx
+
+    patches = list_mode_options(mode) if mode else None
+    return lambda gm, inputs: compile_fx(gm, inputs, config_patches=patches, decompositions=inductor_decompositions())
+
+
 class CompiledPotential:
     """A ``torch.compile``'d energy + forces (+ stress) evaluator of one model.
 
@@ -176,17 +191,7 @@ class CompiledPotential:
         self.model = model
         self.num_compiles = 0
         """Graphs compiled so far for this potential (counted by the wrapping backend)."""
-        if backend == "inductor":
-            from torch._inductor import list_mode_options
-            from torch._inductor.compile_fx import compile_fx
-
-            patches = list_mode_options(mode) if mode else None
-            inner: Callable[..., Any] = lambda gm, inputs: compile_fx(  # noqa: E731
-                gm, inputs, config_patches=patches, decompositions=inductor_decompositions()
-            )
-        else:
-            inner = torch._dynamo.lookup_backend(backend)
-        self._inner_backend = inner
+        self._inner_backend = compiler_backend(backend, mode)
         self._energy = torch.compile(_energy_function(model), backend=self._backend, fullgraph=fullgraph, dynamic=None)
 
     def _backend(self, graph_module: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..., Any]:

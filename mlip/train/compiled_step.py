@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 import torch
 
-from mlip.inference import EDGE_DIMS, NODE_KEYS, inductor_decompositions
+from mlip.inference import EDGE_DIMS, NODE_KEYS, compiler_backend
 from mlip.nn.grad_output import zero_displacement
 
 GRAPH_DIM_KEYS: tuple[str, ...] = (
@@ -93,17 +93,7 @@ class CompiledStep:
         self.num_compiles = 0
         self.compile_seconds: float | None = None
         self._t_first: float | None = None
-        if backend == "inductor":
-            from torch._inductor import list_mode_options
-            from torch._inductor.compile_fx import compile_fx
-
-            patches = list_mode_options(mode) if mode else None
-            inner: Callable[..., Any] = lambda gm, inputs: compile_fx(  # noqa: E731
-                gm, inputs, config_patches=patches, decompositions=inductor_decompositions()
-            )
-        else:
-            inner = torch._dynamo.lookup_backend(backend)
-        self._inner = inner
+        self._inner = compiler_backend(backend, mode)
         self._compiled = torch.compile(self._own_code(), backend=self._backend, dynamic=None)
 
     def _own_code(self) -> Callable[..., Any]:
