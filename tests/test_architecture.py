@@ -233,9 +233,7 @@ ONE_HOME = {
     '"float32": torch.float32': ("mlip/device.py", {
         "mlip/io/mace_pickle.py": "names of pickled torch dtypes in mace-torch files (incl. int64, bool), not a setting",
     }),
-    "os.replace(": ("mlip/files.py", {
-        "mlip/data/ondisk_write.py": "the streamed .h5 writer keeps its temp file open across chunks",
-    }),
+    "os.replace(": ("mlip/files.py", {}),
     "tempfile.mkstemp(": ("mlip/files.py", {}),
 }
 """Code that exists once (docs/architecture.md, "One of each"): where it lives and the reasoned exceptions."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from mlip.data.neighbors import neighbor_list
 from mlip.data.ondisk_read import _F, _I, FLOAT_COLUMNS, FORMAT, INT_COLUMNS, VERSION, describe_ondisk, import_h5py
 from mlip.data.stats import compute_e0s, e0s_from_isolated_atoms, make_record, spec_name, to_json
 from mlip.errors import DataError
+from mlip.files import atomic_path
 
 
 class _Buffer:
@@ -47,18 +49,21 @@ class OnDiskWriter:
         h5py = import_h5py()
 
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp.{os.getpid()}")
         self.r_max = float(r_max)
         self.chunk = int(chunk)
-        self.file = h5py.File(self.tmp, "w")
-        f = self.file
-        f.create_dataset("positions", (0, 3), "f8", maxshape=(None, 3), chunks=(4096, 3))
-        f.create_dataset("forces", (0, 3), "f8", maxshape=(None, 3), chunks=(4096, 3))
-        f.create_dataset("numbers", (0,), "i2", maxshape=(None,), chunks=(4096,))
-        f.create_dataset("frame_f8", (0, len(FLOAT_COLUMNS)), "f8", maxshape=(None, len(FLOAT_COLUMNS)),
-                         chunks=(256, len(FLOAT_COLUMNS)))
-        f.create_dataset("frame_i8", (0, len(INT_COLUMNS)), "i8", maxshape=(None, len(INT_COLUMNS)),
-                         chunks=(256, len(INT_COLUMNS)))
+        with ExitStack() as stack:  # an error before the first frame deletes the temporary file
+            self.tmp = stack.enter_context(atomic_path(self.path))
+            self.file = h5py.File(self.tmp, "w")
+            f = self.file
+            f.create_dataset("positions", (0, 3), "f8", maxshape=(None, 3), chunks=(4096, 3))
+            f.create_dataset("forces", (0, 3), "f8", maxshape=(None, 3), chunks=(4096, 3))
+            f.create_dataset("numbers", (0,), "i2", maxshape=(None,), chunks=(4096,))
+            f.create_dataset("frame_f8", (0, len(FLOAT_COLUMNS)), "f8", maxshape=(None, len(FLOAT_COLUMNS)),
+                             chunks=(256, len(FLOAT_COLUMNS)))
+            f.create_dataset("frame_i8", (0, len(INT_COLUMNS)), "i8", maxshape=(None, len(INT_COLUMNS)),
+                             chunks=(256, len(INT_COLUMNS)))
+            # the temporary file stays open across add/flush: close() renames it, abort() deletes it
+            self._atomic = stack.pop_all()
         self.heads: list[str] = []
         self.config_types: list[str] = []
         self.sources: list[str] = []
@@ -138,7 +143,7 @@ class OnDiskWriter:
         a["int_columns"] = json.dumps(INT_COLUMNS)
         a["complete"] = True
         self.file.close()
-        os.replace(self.tmp, self.path)
+        self._atomic.close()  # fsync and os.replace (mlip.files.atomic_path)
         return self.path
 
     def abort(self) -> None:
@@ -146,7 +151,8 @@ class OnDiskWriter:
         try:
             self.file.close()
         finally:
-            self.tmp.unlink(missing_ok=True)
+            aborted = RuntimeError(f"{self.path}: write aborted")
+            self._atomic.__exit__(RuntimeError, aborted, None)  # atomic_path deletes the temporary file
 
 
 def _e0s_from_normal_equations(ata: np.ndarray, atb: np.ndarray, zs: Sequence[int], head: str) -> dict[int, float]:
