@@ -207,6 +207,8 @@ def prepare_finetune(cfg: Config, heads: dict[str, Any], log: Any = print) -> Fi
     new_heads = list(heads)
     scale_p, shift_p = float(pretrained.scale[p]), float(pretrained.shift[p])
     hp_old: ModelHyperparameters = pretrained.hparams
+    # not data_setup.hparams_from_records: the pretrained architecture, avg_num_neighbors and scale/shift are
+    # kept so the pretrained weights load (docs/architecture.md, data path step 5)
     hp = dataclasses.replace(hp_old, heads=new_heads, atomic_energies=e0s,
                              scale=[scale_p] * len(new_heads), shift=[shift_p] * len(new_heads))
     default = ft.default_head or data_heads[0]
