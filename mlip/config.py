@@ -115,7 +115,8 @@ class DataConfig:
 
 
 def _model_section() -> type:
-    """Dataclass with the architecture fields of :class:`ModelHyperparameters` plus ``scaling``."""
+    """Dataclass with the architecture fields of :class:`ModelHyperparameters` plus ``scaling`` and
+    ``shifting`` (how the data-derived per-head scale and shift are computed)."""
     hints = typing.get_type_hints(ModelHyperparameters)
     spec: list[tuple[str, Any, Any]] = []
     for f in fields(ModelHyperparameters):
@@ -126,6 +127,7 @@ def _model_section() -> type:
         else:
             spec.append((f.name, hints[f.name], field(default_factory=f.default_factory)))  # type: ignore[arg-type]
     spec.append(("scaling", Literal["rms_forces", "std", "none"], field(default="rms_forces")))
+    spec.append(("shifting", Literal["mean", "none"], field(default="mean")))
     return dataclasses.make_dataclass("ModelConfig", spec, namespace={"__doc__": "Architecture options."})
 
 
@@ -285,6 +287,7 @@ class Config:
         """The ``model`` section as keyword arguments of :class:`ModelHyperparameters`."""
         out = asdict(self.model)
         out.pop("scaling")
+        out.pop("shifting")
         return out
 
 

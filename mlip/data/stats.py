@@ -228,12 +228,13 @@ def from_json(data: Mapping[str, Any]) -> HeadStatistics:
     )
 
 
-def scale_shift(record: HeadStatistics, mode: str) -> tuple[float, float]:
-    """``(scale, shift)`` of a head: shift is the mean interaction energy per atom (eV/atom, 0 without
-    energies); scale is the RMS force component (``rms_forces``, eV/A), the std of the interaction energy
-    per atom (``std``, eV/atom) or 1 (``none``). A missing, non-finite or zero statistic gives scale 1."""
+def scale_shift(record: HeadStatistics, mode: str, shifting: str = "mean") -> tuple[float, float]:
+    """``(scale, shift)`` of a head: shift is the mean interaction energy per atom (``shifting="mean"``,
+    eV/atom, 0 without energies) or 0 (``"none"``, mace-torch's ``--model MACE``); scale is the RMS force
+    component (``rms_forces``, eV/A), the std of the interaction energy per atom (``std``, eV/atom) or 1
+    (``none``). A missing, non-finite or zero statistic gives scale 1."""
     mean = record["mean_interaction_energy"]
-    shift = float(mean) if mean is not None else 0.0
+    shift = float(mean) if mean is not None and shifting == "mean" else 0.0
     if mode == "none":
         return 1.0, shift
     value = record["std_interaction_energy"] if mode == "std" else record["rms_forces"]

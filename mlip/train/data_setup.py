@@ -201,7 +201,7 @@ def hparams_from_records(
 
     names = list(records)
     e0s = [[float(r["e0s"][z]) for z in zs] for r in records.values()]
-    scale, shift = zip(*(data_stats.scale_shift(r, cfg.model.scaling) for r in records.values())) if names else ((), ())
+    scale, shift = zip(*(data_stats.scale_shift(r, cfg.model.scaling, cfg.model.shifting) for r in records.values())) if names else ((), ())
     avg_nn = data_stats.mean_neighbours(list(records.values())) if avg_num_neighbors is None else avg_num_neighbors
     hp = ModelHyperparameters(atomic_numbers=list(zs), heads=names, atomic_energies=e0s, scale=list(scale),
                               shift=list(shift), avg_num_neighbors=float(avg_nn), **cfg.model_kwargs())
