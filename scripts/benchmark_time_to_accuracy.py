@@ -7,7 +7,9 @@ share the machine's load alike:
 * mace-torch 0.3.16 (its own venv, ``--mace-python``) runs the reference recipe of
   ``scripts/benchmark_train.py`` (``--model MACE``, 40 epochs, float64, batch 5, lr 0.01, EMA 0.99);
 * mlip runs ``--recipe`` (default ``configs/acac_fast.yaml``) on the same files (train_300K, 10 %
-  validation, isolated-atom E0s), writing a checkpoint every ``--eval-every`` epochs.
+  validation, isolated-atom E0s), writing a checkpoint every ``--eval-every`` epochs. Several recipes
+  run one after the other on the second thread while mace-torch trains (a recipe still running after
+  mace-torch has finished is marked so in the report).
 
 Time is wall time from the process start (interpreter start-up, data reading, statistics and any
 compilation included). mace-torch's time is that of its last epoch line in its log; mlip's time at a
@@ -59,26 +61,27 @@ def mace_run(args: argparse.Namespace, train: Path, tests: list[Path], work: Pat
     out["train_s"] = (max(stamps) - out["t0"]) if stamps else out["result"]["wall_s"]
 
 
-def mlip_run(args: argparse.Namespace, train: Path, tests: list[Path], work: Path, env: dict) -> dict:
-    """Train the recipe with a checkpoint every ``--eval-every`` epochs (all kept)."""
-    out = work / "mlip_fast"
+def mlip_run(args: argparse.Namespace, recipe: Path, train: Path, tests: list[Path], work: Path, env: dict) -> dict:
+    """Train ``recipe`` with a checkpoint every ``--eval-every`` epochs (all kept)."""
+    out = work / f"mlip_{recipe.stem}"
     if out.exists():
         import shutil
 
         shutil.rmtree(out)
     cmd = [
-        sys.executable, "-m", "mlip.cli.train", "--config", str(args.recipe),
+        sys.executable, "-m", "mlip.cli.train", "--config", str(recipe),
         f"data.train={train}", f"data.test=[{','.join(str(t) for t in tests)}]",
         f"data.isolated_atoms={args.data / 'isolated_atoms.xyz'}", f"output_dir={out}",
         "train.progress=false", "train.plot=false", "device=cpu",
         f"checkpoint.interval={args.eval_every}", "checkpoint.keep=100000",
     ]
     t0 = time.time()
-    rc, wall, rss = run_measured(cmd, env, work / "mlip_fast_train.log")
+    log = work / f"mlip_{recipe.stem}_train.log"
+    rc, wall, rss = run_measured(cmd, env, log)
     if rc != 0:
-        raise RuntimeError(f"mlip training failed (exit {rc}); see {work / 'mlip_fast_train.log'}")
+        raise RuntimeError(f"mlip training failed (exit {rc}); see {log}")
     ckpts = sorted((out / "checkpoints").glob("*.pt"), key=lambda p: p.stat().st_mtime)
-    return {"t0": t0, "wall_s": wall, "peak_rss_MB": rss, "out": out,
+    return {"recipe": str(recipe), "t0": t0, "t_end": time.time(), "wall_s": wall, "peak_rss_MB": rss, "out": out,
             "checkpoints": [(p, p.stat().st_mtime - t0) for p in ckpts]}
 
 
@@ -95,9 +98,9 @@ def eval_checkpoint(path: Path, test: Path, work: Path, env: dict) -> dict:
     dtype = torch.float32 if any(v.dtype == torch.float32 for v in state.values()) else torch.float64
     model = build_model(ModelHyperparameters.from_dict(ckpt["hparams"]), dtype=dtype)
     model.load_state_dict(state)
-    model_path = work / f"{path.stem}_model.pt"
+    model_path = work / f"{path.parent.parent.name}_{path.stem}_model.pt"
     save_model(model, model_path)
-    return eval_model(model_path, test, work, env, path.stem)
+    return eval_model(model_path, test, work, env, f"{path.parent.parent.name}_{path.stem}")
 
 
 def eval_model(model_path: Path, test: Path, work: Path, env: dict, tag: str) -> dict:
@@ -113,8 +116,11 @@ def eval_model(model_path: Path, test: Path, work: Path, env: dict, tag: str) ->
 
 
 def report(mace: dict, mlip: dict, curve: list[dict], target: tuple[float, float]) -> str:
+    """One recipe's checkpoint table, time to the target, ratio and final errors."""
     tf, te = target
-    lines = [f"target (test_MD_300K): force RMSE <= {tf:.2f} meV/A and energy RMSE <= {te:.2f} meV/atom", "",
+    alone = mlip["t_end"] > mace["t_end"]
+    lines = [f"recipe {mlip['recipe']}" + (" (finished after mace-torch: partly not side by side)" if alone else ""),
+             f"target (test_MD_300K): force RMSE <= {tf:.2f} meV/A and energy RMSE <= {te:.2f} meV/atom", "",
              "mlip checkpoints (wall s from process start, test_MD_300K):",
              f"{'checkpoint':<22} {'wall s':>8} {'E meV/at':>9} {'F meV/A':>8}  reached"]
     hit = None
@@ -136,7 +142,8 @@ def report(mace: dict, mlip: dict, curve: list[dict], target: tuple[float, float
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", type=Path, default=REPO / "configs" / "acac_fast.yaml")
+    p.add_argument("--recipe", type=Path, nargs="+", default=[REPO / "configs" / "acac_fast.yaml"],
+                   help="mlip config(s); several run one after the other next to mace-torch")
     p.add_argument("--mace-epochs", type=int, default=40)
     p.add_argument("--eval-every", type=int, default=1, help="mlip checkpoint interval (epochs)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -159,21 +166,24 @@ def main() -> int:
     mace: dict = {}
     thread = threading.Thread(target=mace_run, args=(args, train, tests, work, env, mace))
     thread.start()  # both processes start now
-    mlip = mlip_run(args, train, tests, work, env)
+    runs = [mlip_run(args, recipe, train, tests, work, env) for recipe in args.recipe]
     thread.join()
     if "error" in mace:
         raise mace["error"]
-    mlip["tests"] = {t.stem: eval_model(mlip["out"] / "model.pt", t, work, env, "final") for t in tests}
-    curve = [{"name": path.stem, "wall_s": wall, **eval_checkpoint(path, tests[0], work, env)}
-             for path, wall in mlip["checkpoints"]]
+    mace["t_end"] = mace["t0"] + mace["result"]["wall_s"]
     ref = mace["result"]["tests"]["test_MD_300K"]
     target = (args.target_forces if args.target_forces is not None else ref["forces_rmse_meV_per_A"],
               args.target_energy if args.target_energy is not None else ref["energy_rmse_meV_per_atom"])
-    print(report(mace, mlip, curve, target))
+    summary: dict = {"mace": {k: v for k, v in mace.items() if k != "error"}, "target": target, "mlip": []}
+    for mlip in runs:
+        mlip["tests"] = {t.stem: eval_model(mlip["out"] / "model.pt", t, work, env, f"{mlip['out'].name}_final")
+                         for t in tests}
+        curve = [{"name": path.stem, "wall_s": wall, **eval_checkpoint(path, tests[0], work, env)}
+                 for path, wall in mlip["checkpoints"]]
+        print(report(mace, mlip, curve, target), "\n", flush=True)
+        summary["mlip"].append({**{k: v for k, v in mlip.items() if k != "checkpoints"}, "curve": curve})
     if args.json:
-        keep = {"mace": {k: v for k, v in mace.items() if k != "error"}, "target": target, "curve": curve,
-                "mlip": {k: (str(v) if isinstance(v, Path) else v) for k, v in mlip.items() if k != "checkpoints"}}
-        args.json.write_text(json.dumps(keep, indent=1, default=str))
+        args.json.write_text(json.dumps(summary, indent=1, default=str))
     return 0
 
 
