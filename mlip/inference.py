@@ -31,6 +31,8 @@ No global state is changed: no default dtype, no dynamo config.
 
 from __future__ import annotations
 
+import itertools
+import types
 from typing import Any, Callable
 
 import torch
@@ -72,14 +74,29 @@ def strain_batch(
     return strained
 
 
+_CODE_COPIES = itertools.count()
+
+
+def fresh_code(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` on a code object of its own (same globals, defaults and closure).
+
+    Dynamo keeps compiled graphs, guards and its recompilation limit (8) per code object, so closures or
+    methods made from one ``def`` for different models would see each other's graphs: extra
+    recompilations, and from the ninth model a silent fall-back to eager. Every compiled potential and
+    training step compiles a fresh copy instead.
+    """
+    code = fn.__code__.replace(co_name=f"{fn.__code__.co_name}_{next(_CODE_COPIES)}")
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
+
+
 def _energy_function(model: torch.nn.Module) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
-    """``f(batch, displacement) -> (energy [B], node_energy [N])`` of a strained batch."""
+    """``f(batch, displacement) -> (energy [B], node_energy [N])`` of a strained batch (own code object)."""
 
     def energy(batch: dict[str, torch.Tensor], displacement: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = model(strain_batch(batch, displacement), compute_forces=False, compute_stress=False, training=False)
         return out[keys.ENERGY], out[keys.NODE_ENERGY]
 
-    return energy
+    return fresh_code(energy)
 
 
 def energy_forces_stress(

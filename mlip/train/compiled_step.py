@@ -33,14 +33,13 @@ entry without the CPU size guard that would otherwise bound the atom count).
 
 from __future__ import annotations
 
-import itertools
 import time
 import types
 from typing import Any, Callable
 
 import torch
 
-from mlip.inference import EDGE_DIMS, NODE_KEYS, compiler_backend
+from mlip.inference import EDGE_DIMS, NODE_KEYS, compiler_backend, fresh_code
 from mlip.nn.grad_output import zero_displacement
 
 GRAPH_DIM_KEYS: tuple[str, ...] = (
@@ -48,7 +47,6 @@ GRAPH_DIM_KEYS: tuple[str, ...] = (
     "virials_weight", "stress", "virials", "has_energy", "has_forces", "has_stress", "has_virials", "displacement",
 )
 """Batch entries whose dimension 0 is the number of structures in the batch."""
-_INSTANCES = itertools.count()
 ATOM_DIM_KEYS: tuple[str, ...] = (*NODE_KEYS, "forces")
 """Batch entries whose dimension 0 is the atom count (``ptr`` is ``[graphs + 1]``, marked too)."""
 
@@ -101,10 +99,7 @@ class CompiledStep:
         recompilation limit, 8) per code object, so instances sharing the method's code would see each
         other's graphs and guards (another model's buffers): extra recompilations, and after 8 a silent
         fall-back to eager."""
-        fn = type(self)._forward_loss
-        code = fn.__code__.replace(co_name=f"_forward_loss_{next(_INSTANCES)}")
-        fresh = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
-        return types.MethodType(fresh, self)
+        return types.MethodType(fresh_code(type(self)._forward_loss), self)
 
     def _backend(self, graph_module: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..., Any]:
         self.num_compiles += 1

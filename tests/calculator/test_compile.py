@@ -89,3 +89,29 @@ def test_compiled_matches_eager_float32(tiny_model):
     rounding = np.abs(eager.get_forces(atoms) - MLIPCalculator(tiny_model, dtype="float64").get_forces(atoms)).max()
     _compare(compiled, eager, atoms, rtol=1e-6, force_atol=4 * rounding)
     assert compiled.potential.num_compiles == 1
+
+
+def test_each_compiled_potential_compiles_its_own_graph(tiny_model):
+    """Potentials of different models each compile their own graph and none falls back to eager.
+    Dynamo keeps graphs and its recompilation limit (8 by default) per code object: with one shared
+    ``def`` the second model would fail the first one's guards and, past the limit, run eagerly with no
+    compilation. The limit is set to 1 here so that two models show it (instead of nine)."""
+    import copy
+
+    from mlip.data.structures import structure_batches
+    from mlip.inference import CompiledPotential, evaluate
+
+    atoms = molecule("CH3OH")
+    potentials = []
+    for i in range(2):
+        model = copy.deepcopy(tiny_model)
+        with torch.no_grad():
+            next(model.parameters()).mul_(1.0 + 0.01 * i)
+        potentials.append(CompiledPotential(model.eval(), backend="eager"))
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for potential in potentials:
+            _, _, batch = next(structure_batches([atoms], potential.model.r_max, potential.model.heads, 1))
+            out = potential(batch)
+            assert potential.num_compiles == 1
+            ref = evaluate(potential.model, batch)
+            np.testing.assert_allclose(out["forces"].numpy(), ref["forces"].numpy(), rtol=0, atol=1e-12)
