@@ -92,8 +92,9 @@ def eval_checkpoint(path: Path, test: Path, work: Path, env: dict) -> dict:
     from mlip.io.model_file import save_model
     from mlip.nn.hparams import ModelHyperparameters
     from mlip.nn.model import build_model
+    from mlip.train.checkpoint import load_checkpoint
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)  # our own checkpoint, just written
+    ckpt = load_checkpoint(path)
     state = ckpt["best_state"] if ckpt.get("best_state") is not None else ckpt["model"]
     dtype = torch.float32 if any(v.dtype == torch.float32 for v in state.values()) else torch.float64
     model = build_model(ModelHyperparameters.from_dict(ckpt["hparams"]), dtype=dtype)

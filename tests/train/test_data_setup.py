@@ -63,6 +63,7 @@ def test_record_scale_shift_and_json_by_hand():
     assert stats.scale_shift(record, "rms_forces") == (0.5, -0.25)
     assert stats.scale_shift(record, "std") == (1.0, -0.25)  # zero spread: scale 1
     assert stats.scale_shift(record, "none") == (1.0, -0.25)
+    assert stats.scale_shift(record, "rms_forces", "none") == (0.5, 0.0)  # model.shifting: none
     stored = stats.to_json(record)
     assert stored["e0s"] == {"1": -1.5, "8": -2.0}
     assert stats.from_json(stored) == record
