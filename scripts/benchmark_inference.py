@@ -4,7 +4,14 @@
 Systems: ``acac`` (15 atoms, data/acac/test.xyz frame 0), ``acac_box`` (64 acac molecules, 960
 atoms, periodic box at liquid density), ``si512`` and ``si4096`` (periodic diamond Si).
 Models: ``small`` (the acac reference architecture: 32x0e+32x1o, max_ell 3, correlation 3,
-2 interactions, r_max 5) and ``medium`` (the same with 128x0e+128x1o).
+2 interactions, r_max 5), ``medium`` (the same with 128x0e+128x1o) and ``mp64`` (64x0e+64x1o with
+MACE-MP-like options: density-normalised interaction blocks, ZBL pair repulsion, Agnesi distance
+transform).
+
+``--mace-modes eager compiled`` also times mace-torch compiled the way its ``MACECalculator(compile_mode=
+"default")`` compiles (``mace.tools.compile.prepare(extract_model)`` then ``torch.compile``; forces by
+autograd in the compiled graph, ``training=True`` as the calculator passes); its column is ``mace
+compiled``. mlip's compiled rows are ``MLIPCalculator(compile=True)``.
 
 The same weights run on both sides: for each model the mace-torch worker (run with the mace venv's
 python, ``--mace-python``) builds a ``ScaleShiftMACE`` with random weights, writes its
@@ -27,11 +34,9 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,7 +50,13 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MACE_PYTHON = "/tmp/macevenv/bin/python"
 ELEMENTS = [1, 6, 8, 14]
 SYSTEMS = ("acac", "acac_box", "si512", "si4096")
-MODELS = {"small": "32x0e + 32x1o", "medium": "128x0e + 128x1o"}
+MODELS = {"small": "32x0e + 32x1o", "medium": "128x0e + 128x1o", "mp64": "64x0e + 64x1o"}
+MODEL_EXTRAS: dict[str, dict[str, Any]] = {
+    # MACE-MP-like options (issue 12's setting): density-normalised interactions, ZBL, Agnesi transform
+    "mp64": {"interaction_cls": "RealAgnosticDensityResidualInteractionBlock",
+             "interaction_cls_first": "RealAgnosticDensityInteractionBlock",
+             "pair_repulsion": True, "distance_transform": "Agnesi"},
+}
 
 
 # ------------------------------------------------------------------------------------------
@@ -95,29 +106,31 @@ def molecular_box(molecule, per_side: int, volume_per_molecule: float, seed: int
                  cell=np.eye(3) * length, pbc=True)
 
 
-def mace_hyperparameters(hidden_irreps: str) -> dict[str, Any]:
+def mace_hyperparameters(hidden_irreps: str, extras: dict[str, Any] | None = None) -> dict[str, Any]:
     """mace-torch constructor arguments (the format of the converter's hyperparameters.json)."""
-    return {
-        "model_class": "ScaleShiftMACE",
-        "atomic_numbers": ELEMENTS,
-        "atomic_energies": [-13.6, -1029.0, -2041.0, -7870.0],
-        "gate": "silu",
-        "r_max": 5.0,
-        "num_bessel": 8,
-        "num_polynomial_cutoff": 5,
-        "max_ell": 3,
-        "interaction_cls": "RealAgnosticResidualInteractionBlock",
-        "interaction_cls_first": "RealAgnosticResidualInteractionBlock",
-        "num_interactions": 2,
-        "hidden_irreps": hidden_irreps,
-        "MLP_irreps": "16x0e",
-        "avg_num_neighbors": 20.0,
-        "correlation": 3,
-        "radial_MLP": [64, 64, 64],
-        "atomic_inter_scale": 1.0,
-        "atomic_inter_shift": 0.0,
-        "heads": ["Default"],
-    }
+    return {**_BASE_HYPERPARAMETERS, "hidden_irreps": hidden_irreps, **(extras or {})}
+
+
+_BASE_HYPERPARAMETERS: dict[str, Any] = {
+    "model_class": "ScaleShiftMACE",
+    "atomic_numbers": ELEMENTS,
+    "atomic_energies": [-13.6, -1029.0, -2041.0, -7870.0],
+    "gate": "silu",
+    "r_max": 5.0,
+    "num_bessel": 8,
+    "num_polynomial_cutoff": 5,
+    "max_ell": 3,
+    "interaction_cls": "RealAgnosticResidualInteractionBlock",
+    "interaction_cls_first": "RealAgnosticResidualInteractionBlock",
+    "num_interactions": 2,
+    "MLP_irreps": "16x0e",
+    "avg_num_neighbors": 20.0,
+    "correlation": 3,
+    "radial_MLP": [64, 64, 64],
+    "atomic_inter_scale": 1.0,
+    "atomic_inter_shift": 0.0,
+    "heads": ["Default"],
+}
 
 
 def skipped(skip: list[str], system: str, model: str, dtype: str) -> bool:
@@ -187,96 +200,9 @@ def time_calls(call, repeats: int, warmup: int, device: str) -> dict[str, float]
 
 
 # ------------------------------------------------------------------------------------------
-# mace-torch worker (runs in the mace venv; imports mace, not mlip)
-# ------------------------------------------------------------------------------------------
-def mace_worker(spec_path: str) -> None:
-    import torch
-    from mace import data as mace_data
-    from mace import modules
-    from mace.tools import torch_geometric, utils
-
-    spec = json.loads(Path(spec_path).read_text())
-    out_dir = Path(spec["out_dir"])
-    h = spec["hyperparameters"]
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
-    torch.manual_seed(spec.get("seed", 0))
-    torch.set_default_dtype(torch.float64)  # a worker process of its own: global dtype is fine here
-    model = modules.ScaleShiftMACE(
-        r_max=h["r_max"], num_bessel=h["num_bessel"], num_polynomial_cutoff=h["num_polynomial_cutoff"],
-        max_ell=h["max_ell"], interaction_cls=modules.interaction_classes[h["interaction_cls"]],
-        interaction_cls_first=modules.interaction_classes[h["interaction_cls_first"]],
-        num_interactions=h["num_interactions"], num_elements=len(h["atomic_numbers"]),
-        hidden_irreps=__import__("e3nn").o3.Irreps(h["hidden_irreps"]),
-        MLP_irreps=__import__("e3nn").o3.Irreps(h["MLP_irreps"]),
-        atomic_energies=np.array(h["atomic_energies"]), avg_num_neighbors=h["avg_num_neighbors"],
-        atomic_numbers=h["atomic_numbers"], correlation=h["correlation"], gate=torch.nn.functional.silu,
-        radial_MLP=h["radial_MLP"], atomic_inter_scale=h["atomic_inter_scale"],
-        atomic_inter_shift=h["atomic_inter_shift"], heads=h["heads"],
-    )
-    # random, non-trivial weights (readouts etc. start small): perturb every parameter
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    (out_dir / "hyperparameters.json").write_text(json.dumps(h, indent=1))
-    np.savez(out_dir / "state_dict.npz", **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
-
-    import ase.io
-
-    results = []
-    device = spec["device"]
-    z_table = utils.AtomicNumberTable(h["atomic_numbers"])
-    for dtype_name in spec["dtypes"]:
-        dtype = getattr(torch, dtype_name)
-        torch.set_default_dtype(dtype)
-        m = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
-        for p in m.parameters():
-            p.requires_grad_(False)
-        for system, path in spec["systems"].items():
-            if skipped(spec.get("skip", []), system, spec["model_name"], dtype_name):
-                continue
-            atoms = ase.io.read(path)
-            config = mace_data.config_from_atoms(atoms)
-            data = mace_data.AtomicData.from_config(config, z_table=z_table, cutoff=h["r_max"], heads=h["heads"])
-            loader = torch_geometric.dataloader.DataLoader(dataset=[data], batch_size=1, shuffle=False)
-            batch = next(iter(loader)).to(device).to_dict()
-            energy = {}
-
-            def call() -> None:
-                out = m(batch, compute_force=True, training=False)
-                energy["e"] = float(out["energy"][0])
-                energy["f"] = out["forces"].detach().cpu().double().numpy().tolist()
-
-            try:
-                timing = time_calls(call, spec["repeats"], spec["warmup"], device)
-            except RuntimeError as err:  # out of memory on a large system: leave the row empty
-                results.append({"system": system, "dtype": dtype_name, "error": str(err).splitlines()[0][:120]})
-                continue
-            results.append({"system": system, "dtype": dtype_name, "energy": energy["e"], "forces": energy["f"], **timing})
-    (out_dir / "mace_timings.json").write_text(json.dumps(results, indent=1))
-
-
-def run_mace_worker(python: str, model_name: str, systems: dict[str, str], args, out_dir: Path) -> list[dict] | None:
-    """Run :func:`mace_worker` in the mace venv; ``None`` (with a note) when that fails."""
-    spec = {
-        "hyperparameters": mace_hyperparameters(MODELS[model_name]), "model_name": model_name, "systems": systems,
-        "dtypes": args.dtypes, "device": args.device, "repeats": args.repeats, "warmup": args.warmup, "out_dir": str(out_dir),
-        "seed": 0, "threads": args.threads, "skip": args.skip,
-    }
-    spec_path = out_dir / "spec.json"
-    spec_path.write_text(json.dumps(spec))
-    env = dict(os.environ, PYTHONPATH="")
-    proc = subprocess.run([python, __file__, "--mace-worker", str(spec_path)], capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        print(f"# mace-torch worker failed (column left empty): {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-        return None
-    return json.loads((out_dir / "mace_timings.json").read_text())
-
-
-# ------------------------------------------------------------------------------------------
 # mlip side
 # ------------------------------------------------------------------------------------------
-def mlip_model(hidden: str, out_dir: Path, have_mace_files: bool):
+def mlip_model(hidden: str, out_dir: Path, have_mace_files: bool, extras: dict[str, Any] | None = None):
     import torch
 
     from mlip.io.mace import convert_mace_files
@@ -287,7 +213,7 @@ def mlip_model(hidden: str, out_dir: Path, have_mace_files: bool):
     from mlip.nn.model import build_model
 
     torch.manual_seed(0)
-    return build_model(hparams_from_mace(mace_hyperparameters(hidden), {}), dtype=torch.float64), "random"
+    return build_model(hparams_from_mace(mace_hyperparameters(hidden, extras), {}), dtype=torch.float64), "random"
 
 
 _CALCULATORS: dict[tuple, Any] = {}
@@ -362,8 +288,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", nargs="*", default=[], metavar="SYSTEM:MODEL[:DTYPE]",
                         help="rows to leave out on both sides, e.g. si4096:medium:float64 (memory)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing (compilation happens here)")
+    parser.add_argument("--mace-modes", nargs="+", default=["eager"], choices=["eager", "compiled"],
+                        help="mace-torch rows: eager and/or compiled as MACECalculator(compile_mode='default')")
     parser.add_argument("--mace-worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from benchmark_inference_mace import mace_worker, run_mace_worker
+
     if args.mace_worker:
         mace_worker(args.mace_worker)
         return 0
@@ -392,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
                 if args.mace_python and Path(args.mace_python).exists():
                     mace_rows = run_mace_worker(args.mace_python, model_name, paths, args, out_dir)
                 if model is None:
-                    model, origin = mlip_model(MODELS[model_name], out_dir, mace_rows is not None)
+                    model, origin = mlip_model(MODELS[model_name], out_dir, mace_rows is not None,
+                                               MODEL_EXTRAS.get(model_name))
                 rounds.append(bench_model_round(model, model_name, origin, systems, mace_rows, args))
                 print(f"# {model_name}: round {round_index + 1} of {args.rounds} done", flush=True)
             for row in combine_rounds(rounds):
@@ -415,7 +347,10 @@ def bench_model_round(model, model_name: str, origin: str, systems: dict, mace_r
     rows = []
     for name, atoms in systems.items():
         for dtype in args.dtypes:
-            mace = next((r for r in mace_rows or [] if r["system"] == name and r["dtype"] == dtype), None)
+            mace = next((r for r in mace_rows or [] if r["system"] == name and r["dtype"] == dtype
+                         and r.get("mode", "eager") == "eager"), None)
+            mace_c = next((r for r in mace_rows or [] if r["system"] == name and r["dtype"] == dtype
+                           and r.get("mode") == "compiled" and "error" not in r), None)
             for backend in args.backends:
                 for mode in args.modes:
                     base = {"system": name, "atoms": len(atoms), "model": model_name, "weights": origin,
@@ -426,6 +361,9 @@ def bench_model_round(model, model_name: str, origin: str, systems: dict, mace_r
                     result = bench_mlip(model, atoms, dtype, mode, backend, args)
                     forces = result.pop("forces", None)
                     row = {**base, **result}
+                    if mace_c is not None:
+                        row["mace_compiled_ms"] = mace_c["ms"]
+                        row["mace_compile_s"] = mace_c["warmup_s"]
                     if mace is not None and "error" not in mace:
                         row["mace_ms"] = mace["ms"]
                         row["mace_peak_mib"] = mace["peak_mib"]
@@ -454,6 +392,8 @@ def combine_rounds(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
             row["mace_ms_rounds"] = [r["mace_ms"] for r in per_round if "mace_ms" in r]
             row["mace_ms"] = min(row["mace_ms_rounds"])
             row["mace_peak_mib"] = max(r["mace_peak_mib"] for r in per_round if "mace_peak_mib" in r)
+        if "mace_compiled_ms" in row:
+            row["mace_compiled_ms"] = min(r["mace_compiled_ms"] for r in per_round if "mace_compiled_ms" in r)
         combined.append(row)
     return combined
 
@@ -463,6 +403,8 @@ def print_row(row: dict[str, Any], prefix: str = "") -> None:
         print(f"{prefix}{row['system']:>9} {row['model']:>6} {row['dtype']} {row['backend']:>4} {row['mode']:>8}: n/a ({row['error']})")
         return
     mace = f"mace {row['mace_ms']:9.2f} ms" if "mace_ms" in row else ""
+    if "mace_compiled_ms" in row:
+        mace += f"  mace compiled {row['mace_compiled_ms']:9.2f} ms (compile {row['mace_compile_s']:.0f} s)"
     print(f"{prefix}{row['system']:>9} {row['model']:>6} {row['dtype']} {row['backend']:>4} {row['mode']:>8}: "
           f"{row['ms']:9.2f} ms  {row['atoms'] / row['ms'] * 1e3:10.0f} atom-steps/s  "
           f"{row['peak_mib']:8.1f} MiB  warm-up {row['warmup_s']:.1f} s  {mace}")
@@ -471,24 +413,26 @@ def print_row(row: dict[str, Any], prefix: str = "") -> None:
 def markdown_table(rows: list[dict[str, Any]], device: str) -> str:
     head = ("| system | atoms | model | dtype | backend | mode | ms / call | atom-steps/s | peak MiB | "
             "mace-torch ms | mace-torch peak MiB | speed-up vs mace eager | warm-up s | dE vs mace (eV) | "
-            "max dF vs mace (eV/A) |")
+            "max dF vs mace (eV/A) | mace-torch compiled ms |")
     lines = [f"Device: {device}. ms per energy+forces call (median; with --rounds, the fastest round's median), "
              "neighbour list excluded.", "", head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         label = f"| {r['system']} | {r['atoms']} | {r['model']} | {r['dtype']} | {r['backend']} | {r['mode']} "
         if "error" in r:
-            lines.append(label + f"| n/a: {r['error']} | | | | | | | | |")
+            lines.append(label + f"| n/a: {r['error']} | | | | | | | | | |")
             continue
         mace = r.get("mace_ms")
         mace_ms = "" if mace is None else f"{mace:.2f}"
         mace_mib = "" if mace is None else f"{r['mace_peak_mib']:.0f}"
         speedup = "" if mace is None else f"{mace / r['ms']:.2f}x"
         diff = f"{r['energy_diff']:.1e} | {r['force_diff']:.1e}" if "energy_diff" in r else " | "
+        mace_c = f"{r['mace_compiled_ms']:.2f}" if "mace_compiled_ms" in r else ""
         lines.append(
             label + f"| {r['ms']:.2f} | {r['atoms'] / r['ms'] * 1e3:.0f} | {r['peak_mib']:.0f} "
-            f"| {mace_ms} | {mace_mib} | {speedup} | {r['warmup_s']:.1f} | {diff} |"
+            f"| {mace_ms} | {mace_mib} | {speedup} | {r['warmup_s']:.1f} | {diff} | {mace_c} |"
         )
     return "\n".join(lines)
+
 
 if __name__ == "__main__":
     sys.exit(main())
