@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """mace-torch side of scripts/benchmark_inference.py.
 
 :func:`mace_worker` runs in the mace-torch venv (``benchmark_inference.py --mace-worker SPEC`` with that
