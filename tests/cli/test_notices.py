@@ -85,7 +85,14 @@ def test_real_sigint_gives_the_hint_without_traceback(si_clone):
             if line.startswith("epoch 2/1000: ") or time.monotonic() > deadline:
                 break
         os.kill(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # say where it is: run_cli dumps every stack on SIGUSR1
+            os.kill(proc.pid, signal.SIGUSR1)
+            time.sleep(5)
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"still running 120 s after SIGINT; stdout tail: {out[-600:]!r}; stacks: {err[-4000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -95,3 +102,20 @@ def test_real_sigint_gives_the_hint_without_traceback(si_clone):
     assert lines[0].startswith("interrupted; continue from the newest checkpoint in run/checkpoints with: "
                                "mlip-train --config configs/si.yaml output_dir=run train.max_epochs=1000")
     assert lines[0].endswith(" --resume")
+
+
+def test_sigusr1_prints_the_stacks_and_goes_on():
+    """``kill -USR1`` on a running command prints the Python stacks to stderr; the command carries on."""
+    import signal
+    import subprocess
+    import sys
+
+    if not hasattr(signal, "SIGUSR1"):
+        pytest.skip("no SIGUSR1 on this platform")
+    code = ("import os, signal\nfrom mlip.cli.common import run_cli\n"
+            "def main(argv):\n    os.kill(os.getpid(), signal.SIGUSR1)\n    print('after')\n    return 0\n"
+            "raise SystemExit(run_cli(main))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "after"
+    assert "in main" in proc.stderr and "File " in proc.stderr, proc.stderr
