@@ -78,7 +78,10 @@ def test_real_sigint_gives_the_hint_without_traceback(si_clone):
     env = {**subprocess_env(), "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "mlip.cli.train", "--config", "configs/si.yaml", "output_dir=run",
            "train.max_epochs=1000", "train.batch_size=1", "checkpoint.interval=1", *TINY[:7]]
-    proc = subprocess.Popen(cmd, cwd=si_clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell that starts a job with '&' (nohup, a CI runner) leaves SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: give the child the default disposition, as a terminal would.
+    proc = subprocess.Popen(cmd, cwd=si_clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         for line in proc.stdout:  # wait until the second epoch runs (a checkpoint exists)
