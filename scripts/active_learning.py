@@ -7,8 +7,13 @@ Round r (0..rounds):
   2. ``mlip-eval`` on each ``--test`` file (force and energy RMSE into ``results.json``);
   3. unless it is the last round, pick ``--per-round`` frames from what is left of ``--pool``:
      ``uncertainty``: ``mlip-uncertainty fit`` (H0 on the round's training set, calibration on VALID), then
-     ``mlip-select --uncertainty -n K [--pool-factor F]``; ``random``: a seeded random draw.
+     ``mlip-select --uncertainty -n K [--pool-factor F]``; ``committee``: ``--committee-size`` - 1 more models
+     trained on the round's set (seeds SEED + 1000 k), then ``mlip-select --uncertainty --committee``;
+     ``random``: a seeded random draw.
      The picked frames (with their reference labels from the pool file) join the training set.
+
+A round whose ``train.xyz`` is unchanged and whose model exists is not retrained (an interrupted loop
+continues; a loop can start from another loop's round 0).
 
 Example (acac, see docs/uncertainty.md)::
 
@@ -60,23 +65,43 @@ def test_errors(model: Path, tests: list[str], work: Path, extra: list[str]) -> 
     return out
 
 
+def train_model(config: str, train_file: Path, valid: str, run: Path, seed: int, overrides: list[str]) -> Path:
+    """mlip-train into ``run`` (skipped when ``run/model.pt`` exists and was trained on this ``train_file``)."""
+    model = run / "model.pt"
+    stamp = run / "trained_on.xyz"
+    if not (model.is_file() and stamp.is_file() and stamp.read_bytes() == train_file.read_bytes()):
+        cli("mlip-train", "--config", config, f"data.train={train_file}", f"data.valid={valid}", "data.test=[]",
+            f"output_dir={run}", f"seed={seed}", "train.progress=false", "train.plot=false", *overrides)
+        stamp.write_bytes(train_file.read_bytes())
+    return model
+
+
 def pick(strategy: str, model: Path, train: Path, valid: str, pool: list, k: int, work: Path, seed: int,
-         pool_factor: float) -> list[int]:
-    """Indices into ``pool`` of the ``k`` frames to label next."""
+         options: dict[str, Any]) -> list[int]:
+    """Indices into ``pool`` of the ``k`` frames to label next.
+
+    ``options``: ``pool_factor`` (mlip-select --pool-factor), ``committee_size``, and for ``committee`` the
+    ``config``, ``overrides`` and ``train_seed`` of the members' mlip-train.
+    """
     if strategy == "random":
         return sorted(np.random.default_rng(seed).choice(len(pool), size=min(k, len(pool)), replace=False).tolist())
-    llpr = work / "model_llpr.pt"
-    cli("mlip-uncertainty", "fit", "--model", model, "--train", train, "--valid", valid, "-o", llpr)
+    if strategy == "committee":
+        members = [train_model(options["config"], train, valid, work / f"member{m}", options["train_seed"] + 1000 * m,
+                               options["overrides"]) for m in range(1, options["committee_size"])]
+        source, extra = model, ["--committee", *members]
+    else:
+        source, extra = work / "model_llpr.pt", []
+        cli("mlip-uncertainty", "fit", "--model", model, "--train", train, "--valid", valid, "-o", source)
     write_frames(work / "pool.xyz", pool)
     idx = work / "picked.txt"
-    cli("mlip-select", "--uncertainty", "--model", llpr, "--data", work / "pool.xyz", "-n", k, "-o",
-        work / "picked.xyz", "--indices", idx, "--pool-factor", pool_factor, "--device", "cpu")
+    cli("mlip-select", "--uncertainty", "--model", source, "--data", work / "pool.xyz", "-n", k, "-o",
+        work / "picked.xyz", "--indices", idx, "--pool-factor", options["pool_factor"], "--device", "cpu", *extra)
     return [int(x) for x in idx.read_text().split()]
 
 
 def active_learning(config: str, train: str, valid: str, pool: str, tests: list[str], rounds: int, per_round: int,
-                    strategy: str, out: Path, seed: int = 1, overrides: list[str] = (), pool_factor: float = 1.0
-                    ) -> list[dict[str, Any]]:
+                    strategy: str, out: Path, seed: int = 1, overrides: list[str] = (), pool_factor: float = 1.0,
+                    committee_size: int = 4) -> list[dict[str, Any]]:
     """The loop of the module docstring; returns (and writes to ``out/results.json``) one record per round.
 
     A finished loop (``out/results.json`` with all rounds of this strategy and seed) is not rerun: its records
@@ -99,14 +124,14 @@ def active_learning(config: str, train: str, valid: str, pool: str, tests: list[
         work = out / f"round{r}"
         train_file = work / "train.xyz"
         write_frames(train_file, train_frames)
-        cli("mlip-train", "--config", config, f"data.train={train_file}", f"data.valid={valid}", "data.test=[]",
-            f"output_dir={work / 'run'}", f"seed={seed}", "train.progress=false", "train.plot=false", *overrides)
-        model = work / "run" / "model.pt"
+        model = train_model(config, train_file, valid, work / "run", seed, list(overrides))
         record: dict[str, Any] = {"round": r, "n_train": len(train_frames), "strategy": strategy, "seed": seed,
                                   "test": test_errors(model, tests, work, [])}
         if r < rounds:
+            options = {"pool_factor": pool_factor, "committee_size": committee_size, "config": config,
+                       "overrides": list(overrides), "train_seed": seed}
             local = pick(strategy, model, train_file, valid, [pool_frames[i] for i in remaining], per_round, work,
-                         seed * 1000 + r, pool_factor)
+                         seed * 1000 + r, options)
             picked = [remaining[i] for i in local]
             record["picked_pool_indices"] = picked
             train_frames += [pool_frames[i] for i in picked]
@@ -129,14 +154,15 @@ def main() -> None:
     parser.add_argument("--test", nargs="+", default=[], help="test files evaluated after each round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--per-round", type=int, default=50)
-    parser.add_argument("--strategy", choices=["uncertainty", "random"], default="uncertainty")
+    parser.add_argument("--strategy", choices=["uncertainty", "committee", "random"], default="uncertainty")
+    parser.add_argument("--committee-size", type=int, default=4, help="models in the committee (strategy committee)")
     parser.add_argument("--pool-factor", type=float, default=1.0, help="mlip-select --pool-factor (FPS diversity)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("overrides", nargs="*", help="config overrides for every mlip-train (key=value)")
     args = parser.parse_args()
     active_learning(args.config, args.train, args.valid, args.pool, args.test, args.rounds, args.per_round,
-                    args.strategy, args.out, args.seed, args.overrides, args.pool_factor)
+                    args.strategy, args.out, args.seed, args.overrides, args.pool_factor, args.committee_size)
 
 
 if __name__ == "__main__":

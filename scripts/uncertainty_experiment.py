@@ -14,9 +14,10 @@ Part A (calibration):
     calibration curves (fraction of force-component and energy errors inside the central Gaussian interval
     of probability p, against p) with their miscalibration area (mean |observed - p| over p in 0.01..0.99),
     PNGs ``calibration_<set>.png`` and ``force_rmse_<set>.png``.
-Part B (active learning, unless ``--skip-al``): scripts/active_learning.py with strategies
-  ``uncertainty`` and ``random``, ``--rounds`` rounds of ``--per-round`` frames from the pool, for each seed;
-  test_MD_600K force RMSE after each round; ``active_learning.png``.
+Part B (active learning, unless ``--skip-al``): scripts/active_learning.py for each of ``--arms``
+  (``strategy[:pool factor]``: ``uncertainty`` = LLPR, ``committee`` = ``--committee`` models retrained each
+  round, ``random``; default ``uncertainty random``), ``--rounds`` rounds of ``--per-round`` frames from the
+  pool, for each seed; test_MD_600K force RMSE after each round; ``active_learning.png``.
 
 Writes ``<out>/results.json`` and ``<out>/tables.md`` (Markdown tables; every number from this script).
 Example (full scale, quiet machine)::
@@ -159,9 +160,20 @@ def part_a(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
     return summary
 
 
+def parse_arm(arm: str) -> tuple[str, float]:
+    """``strategy[:pool_factor]`` -> (strategy, pool factor); e.g. ``uncertainty:3``."""
+    strategy, _, factor = arm.partition(":")
+    return strategy, float(factor or 1)
+
+
 def part_b(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
-    """{"<strategy>/<seed>": test_MD_600K force RMSE per round (eV/A), "picked/<strategy>/<seed>": mean reference
-    force RMS of the frames picked in each round (eV/A; what kind of frames a strategy adds), "pool_force_rms"}."""
+    """{"<arm>/<seed>": test_MD_600K force RMSE per round (eV/A), "picked/<arm>/<seed>": mean reference
+    force RMS of the frames picked in each round (eV/A; what kind of frames an arm adds), "pool_force_rms"}.
+
+    Round 0 (the same 50 frames and seed for every arm) is trained once per seed and copied to the other arms.
+    """
+    import shutil
+
     import ase.io
 
     pool_rms = np.array([np.sqrt(np.mean(a.get_forces() ** 2)) for a in ase.io.read(args.data / "train_600K.xyz", ":")])
@@ -169,13 +181,19 @@ def part_b(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
     overrides = [f"data.isolated_atoms={args.data / 'isolated_atoms.xyz'}", f"train.max_epochs={args.epochs}",
                  *SIZES[args.size]]
     for seed in args.seeds:
-        for strategy in ("uncertainty", "random"):
+        first: Path | None = None
+        for arm in args.arms:
+            strategy, factor = parse_arm(arm)
+            out = args.out / f"al_{arm.replace(':', '_pf')}_seed{seed}"
+            if first is not None and not (out / "round0" / "run").exists():
+                shutil.copytree(first / "round0" / "run", out / "round0" / "run")
             records = active_learning(str(ROOT / "configs" / "acac.yaml"), str(files["train"]), str(files["valid"]),
                                       str(args.data / "train_600K.xyz"), [str(files["test_MD_600K"])], args.rounds,
-                                      args.per_round, strategy, args.out / f"al_{strategy}_seed{seed}", seed, overrides)
-            runs[f"{strategy}/{seed}"] = [r["test"]["test_MD_600K.xyz"]["forces_rmse"] for r in records]
-            runs[f"picked/{strategy}/{seed}"] = [float(pool_rms[r["picked_pool_indices"]].mean())
-                                                 for r in records if "picked_pool_indices" in r]
+                                      args.per_round, strategy, out, seed, overrides, factor, args.committee)
+            first = first or out
+            runs[f"{arm}/{seed}"] = [r["test"]["test_MD_600K.xyz"]["forces_rmse"] for r in records]
+            runs[f"picked/{arm}/{seed}"] = [float(pool_rms[r["picked_pool_indices"]].mean())
+                                            for r in records if "picked_pool_indices" in r]
     return runs
 
 
@@ -193,18 +211,23 @@ def tables(a: dict[str, Any] | None, b: dict[str, Any] | None, args: argparse.Na
         lines += ["", (f"LLPR: alpha^2 = {a['llpr_alpha2']:.3g}, lambda = {a['llpr_reg']:.3g}; committee spread scale "
                        f"factor (variance, calibrated on the validation frames): {a['committee_scale2']:.3g}"), ""]
     if b:
-        lines += [("| round | training frames | uncertainty: test_MD_600K force RMSE meV/A | random | "
-                   "uncertainty - random |"), "|---|---|---|---|---|"]
+        arms = [arm for arm in args.arms if arm != "random"]
+        lines += ["| round | training frames | " + " | ".join(f"{arm}: test_MD_600K force RMSE meV/A" for arm in arms)
+                  + " | random | " + " | ".join(f"{arm} - random" for arm in arms) + " |",
+                  "|---|---|" + "---|" * (2 * len(arms) + 1)]
+        sd = (lambda v: f" +- {statistics.stdev(v):.1f}" if len(v) > 1 else "")
         for r in range(args.rounds + 1):
-            u = [1e3 * v[r] for k, v in b.items() if k.startswith("uncertainty/")]
-            x = [1e3 * v[r] for k, v in b.items() if k.startswith("random/")]
-            sd = (lambda v: f" +- {statistics.stdev(v):.1f}" if len(v) > 1 else "")
-            lines.append(f"| {r} | {50 + r * args.per_round} | {np.mean(u):.1f}{sd(u)} | {np.mean(x):.1f}{sd(x)} | "
-                         f"{np.mean(u) - np.mean(x):+.1f} |")
-        lines += ["", f"Seeds: {' '.join(map(str, args.seeds))} (mean +- sample std over seeds)."]
-        for strategy in ("uncertainty", "random"):
-            picked = [v for k, v in b.items() if k.startswith(f"picked/{strategy}/")]
-            lines.append(f"Mean reference force RMS of the frames {strategy} picked: {np.mean(picked):.3f} eV/A "
+            values = {arm: [1e3 * b[f"{arm}/{s}"][r] for s in args.seeds] for arm in args.arms}
+            base = np.mean(values["random"]) if "random" in values else float("nan")
+            lines.append(f"| {r} | {50 + r * args.per_round} | "
+                         + " | ".join(f"{np.mean(values[a]):.1f}{sd(values[a])}" for a in arms)
+                         + (f" | {base:.1f}{sd(values['random'])} | " if "random" in values else " | - | ")
+                         + " | ".join(f"{np.mean(values[a]) - base:+.1f}" for a in arms) + " |")
+        lines += ["", (f"Seeds: {' '.join(map(str, args.seeds))} (mean +- sample std over seeds). Arms: "
+                       "strategy[:pool factor] of scripts/active_learning.py.")]
+        for arm in args.arms:
+            picked = [b[f"picked/{arm}/{s}"] for s in args.seeds]
+            lines.append(f"Mean reference force RMS of the frames {arm} picked: {np.mean(picked):.3f} eV/A "
                          f"(pool train_600K: {b['pool_force_rms']:.3f} eV/A).")
     return "\n".join(lines) + "\n"
 
@@ -220,6 +243,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--per-round", type=int, default=50)
+    parser.add_argument("--arms", nargs="+", default=["uncertainty", "random"],
+                        help="part B arms, strategy[:pool factor]: uncertainty (LLPR), committee (--committee "
+                             "models per round), random; e.g. uncertainty:3")
     parser.add_argument("--skip-al", action="store_true")
     parser.add_argument("--skip-calibration", action="store_true")
     args = parser.parse_args()
@@ -251,11 +277,11 @@ def plot_al(b: dict[str, Any], args: argparse.Namespace) -> None:
     fig = Figure(figsize=(5, 4), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
     x = [50 + r * args.per_round for r in range(args.rounds + 1)]
-    for strategy, color in (("uncertainty", "tab:red"), ("random", "tab:blue")):
-        for key, values in b.items():
-            if key.startswith(strategy + "/"):
-                ax.plot(x, [1e3 * v for v in values], "o-", color=color, alpha=0.6,
-                        label=strategy if key.endswith(f"/{args.seeds[0]}") else None)
+    colors = dict(zip(args.arms, ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")))
+    for arm, color in colors.items():
+        for seed in args.seeds:
+            ax.plot(x, [1e3 * v for v in b[f"{arm}/{seed}"]], "o-", color=color, alpha=0.6,
+                    label=arm if seed == args.seeds[0] else None)
     ax.set_xlabel("training frames")
     ax.set_ylabel("test_MD_600K force RMSE (meV/A)")
     ax.legend()
