@@ -80,8 +80,9 @@ def pick(strategy: str, model: Path, train: Path, valid: str, pool: list, k: int
          options: dict[str, Any]) -> list[int]:
     """Indices into ``pool`` of the ``k`` frames to label next.
 
-    ``options``: ``pool_factor`` (mlip-select --pool-factor), ``committee_size``, and for ``committee`` the
-    ``config``, ``overrides`` and ``train_seed`` of the members' mlip-train.
+    ``options``: ``pool_factor`` (mlip-select --pool-factor), ``force_samples`` (mlip-select --force-samples,
+    LLPR; None: exact), ``committee_size``, and for ``committee`` the ``config``, ``overrides`` and
+    ``train_seed`` of the members' mlip-train.
     """
     if strategy == "random":
         return sorted(np.random.default_rng(seed).choice(len(pool), size=min(k, len(pool)), replace=False).tolist())
@@ -94,6 +95,8 @@ def pick(strategy: str, model: Path, train: Path, valid: str, pool: list, k: int
         cli("mlip-uncertainty", "fit", "--model", model, "--train", train, "--valid", valid, "-o", source)
     write_frames(work / "pool.xyz", pool)
     idx = work / "picked.txt"
+    if strategy == "uncertainty" and options.get("force_samples"):
+        extra = ["--force-samples", options["force_samples"]]
     cli("mlip-select", "--uncertainty", "--model", source, "--data", work / "pool.xyz", "-n", k, "-o",
         work / "picked.xyz", "--indices", idx, "--pool-factor", options["pool_factor"], "--device", "cpu", *extra)
     return [int(x) for x in idx.read_text().split()]
@@ -101,7 +104,7 @@ def pick(strategy: str, model: Path, train: Path, valid: str, pool: list, k: int
 
 def active_learning(config: str, train: str, valid: str, pool: str, tests: list[str], rounds: int, per_round: int,
                     strategy: str, out: Path, seed: int = 1, overrides: list[str] = (), pool_factor: float = 1.0,
-                    committee_size: int = 4) -> list[dict[str, Any]]:
+                    committee_size: int = 4, force_samples: int | None = None) -> list[dict[str, Any]]:
     """The loop of the module docstring; returns (and writes to ``out/results.json``) one record per round.
 
     A finished loop (``out/results.json`` with all rounds of this strategy and seed) is not rerun: its records
@@ -129,7 +132,7 @@ def active_learning(config: str, train: str, valid: str, pool: str, tests: list[
                                   "test": test_errors(model, tests, work, [])}
         if r < rounds:
             options = {"pool_factor": pool_factor, "committee_size": committee_size, "config": config,
-                       "overrides": list(overrides), "train_seed": seed}
+                       "overrides": list(overrides), "train_seed": seed, "force_samples": force_samples}
             local = pick(strategy, model, train_file, valid, [pool_frames[i] for i in remaining], per_round, work,
                          seed * 1000 + r, options)
             picked = [remaining[i] for i in local]
@@ -156,13 +159,15 @@ def main() -> None:
     parser.add_argument("--per-round", type=int, default=50)
     parser.add_argument("--strategy", choices=["uncertainty", "committee", "random"], default="uncertainty")
     parser.add_argument("--committee-size", type=int, default=4, help="models in the committee (strategy committee)")
+    parser.add_argument("--force-samples", type=int, default=None, help="mlip-select --force-samples (LLPR) [exact]")
     parser.add_argument("--pool-factor", type=float, default=1.0, help="mlip-select --pool-factor (FPS diversity)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("overrides", nargs="*", help="config overrides for every mlip-train (key=value)")
     args = parser.parse_args()
     active_learning(args.config, args.train, args.valid, args.pool, args.test, args.rounds, args.per_round,
-                    args.strategy, args.out, args.seed, args.overrides, args.pool_factor, args.committee_size)
+                    args.strategy, args.out, args.seed, args.overrides, args.pool_factor, args.committee_size,
+                    args.force_samples)
 
 
 if __name__ == "__main__":

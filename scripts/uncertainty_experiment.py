@@ -189,7 +189,8 @@ def part_b(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
                 shutil.copytree(first / "round0" / "run", out / "round0" / "run")
             records = active_learning(str(ROOT / "configs" / "acac.yaml"), str(files["train"]), str(files["valid"]),
                                       str(args.data / "train_600K.xyz"), [str(files["test_MD_600K"])], args.rounds,
-                                      args.per_round, strategy, out, seed, overrides, factor, args.committee)
+                                      args.per_round, strategy, out, seed, overrides, factor, args.committee,
+                                      args.force_samples)
             first = first or out
             runs[f"{arm}/{seed}"] = [r["test"]["test_MD_600K.xyz"]["forces_rmse"] for r in records]
             runs[f"picked/{arm}/{seed}"] = [float(pool_rms[r["picked_pool_indices"]].mean())
@@ -199,7 +200,8 @@ def part_b(args: argparse.Namespace, files: dict[str, Path]) -> dict[str, Any]:
 
 def tables(a: dict[str, Any] | None, b: dict[str, Any] | None, args: argparse.Namespace) -> str:
     lines = [(f"Made by scripts/uncertainty_experiment.py ({args.size} model, {args.epochs} epochs, "
-              f"{args.test_frames or 'all'} test frames per set)."), ""]
+              f"{args.test_frames or 'all'} test frames per set, LLPR selection "
+              f"{f'with {args.force_samples} force samples' if args.force_samples else 'exact'})."), ""]
     if a:
         lines += [("| test set | method | Spearman (pred. vs actual frame force RMSE) | miscal. area forces | "
                    "miscal. area energy | force RMSE meV/A | mean predicted meV/A |"), "|---|---|---|---|---|---|---|"]
@@ -246,6 +248,8 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", default=["uncertainty", "random"],
                         help="part B arms, strategy[:pool factor]: uncertainty (LLPR), committee (--committee "
                              "models per round), random; e.g. uncertainty:3")
+    parser.add_argument("--force-samples", type=int, default=None,
+                        help="part B: LLPR selection with mlip-select --force-samples K (default exact)")
     parser.add_argument("--skip-al", action="store_true")
     parser.add_argument("--skip-calibration", action="store_true")
     args = parser.parse_args()

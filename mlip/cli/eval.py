@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(mlip-uncertainty fit); docs/uncertainty.md")
     p.add_argument("--committee", nargs="+", default=None, metavar="MODEL",
                    help="with --uncertainty: the spread of a committee of --model and these model files instead")
+    p.add_argument("--force-samples", type=int, default=None, metavar="K", help="with --uncertainty: LLPR force "
+                   "uncertainties from K random posterior directions instead of exactly (faster for big files; relative "
+                   "noise about sqrt(2/K) per component)")
     return p
 
 
@@ -46,6 +49,8 @@ def _main(argv: list[str] | None) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
+    if args.force_samples is not None and not args.uncertainty:
+        raise ConfigError("--force-samples needs --uncertainty")
     if (args.uncertainty or args.committee) and not (args.uncertainty and args.output):
         raise ConfigError("--committee needs --uncertainty, and --uncertainty needs --output")
     if args.node_energies and not args.output:
@@ -64,7 +69,7 @@ def _main(argv: list[str] | None) -> int:
     if args.uncertainty or args.committee:
         from mlip.uncertainty import annotate_file, load_potential
 
-        potential = load_potential(args.model, args.committee or (), device=device)
+        potential = load_potential(args.model, args.committee or (), device=device, force_samples=args.force_samples)
         annotate_file(args.output, potential, args.info_prefix, args.head, args.batch_size, device)
         print(f"uncertainties ({'committee' if args.committee else 'LLPR'}) added to {args.output}")
     return 0

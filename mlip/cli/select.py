@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     unc.add_argument("--pool-factor", type=float, default=1.0, help="> 1: take the pool-factor * n most uncertain "
                      "frames and thin them to n by FPS in model-descriptor space (diversity) [1]")
     unc.add_argument("--head", default=None, help="head for the uncertainty (default: the model's only/default head)")
+    unc.add_argument("--force-samples", type=int, default=None, metavar="K", help="LLPR force uncertainties from K "
+                     "random posterior directions (K backward passes per batch instead of one per last-layer "
+                     "feature; relative noise about sqrt(2/K) per component) [exact]")
     return parser
 
 
@@ -94,7 +97,7 @@ def _select_uncertain(args: argparse.Namespace, data: list) -> int:
     if not (args.uncertainty and args.model and args.n is not None):
         raise ConfigError("--uncertainty needs --model (with LLPR, or --committee) and -n; --committee needs --uncertainty")
     device = resolve_device(args.device, key="--device")
-    potential = load_potential(args.model, args.committee or (), device=device)
+    potential = load_potential(args.model, args.committee or (), device=device, force_samples=args.force_samples)
     scores = uncertainty_scores(potential, data, args.score, args.head, args.batch_size, device)
     x = model_descriptors(potential.model, data, batch_size=args.batch_size, device=device)
     chosen = select_by_score(scores, args.n, x if args.pool_factor > 1 else None, args.pool_factor)

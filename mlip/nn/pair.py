@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from mlip.nn.radial import covalent_radii_table, polynomial_envelope
+from mlip.nn.radial import covalent_radii_table, polynomial_envelope, register_constants
 
 _COULOMB = 14.3996  # e^2 / (4 pi eps0) in eV Angstrom
 _PHI_C = (0.1818, 0.5099, 0.2802, 0.02817)
@@ -27,8 +27,7 @@ class ZBL(torch.nn.Module):
     def __init__(self, p: int = 5, a_prefactor: float = 0.4543, a_exp: float = 0.300):
         super().__init__()
         self.p = int(p)
-        self.register_buffer("a_prefactor", torch.tensor(a_prefactor, dtype=torch.float64))
-        self.register_buffer("a_exp", torch.tensor(a_exp, dtype=torch.float64))
+        register_constants(self, a_prefactor=a_prefactor, a_exp=a_exp)
         self.register_buffer("covalent_radii", covalent_radii_table())
 
     def edge_energy(self, x: torch.Tensor, z_s: torch.Tensor, z_r: torch.Tensor) -> torch.Tensor:

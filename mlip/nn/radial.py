@@ -65,14 +65,31 @@ def covalent_radii_table() -> torch.Tensor:
     return torch.tensor(ase.data.covalent_radii, dtype=torch.float64)
 
 
+def register_constants(module: torch.nn.Module, **values: float) -> None:
+    """Register each value as a float64 buffer of shape ``[1]``, loadable from a 0-dim tensor as well.
+
+    Shape ``[1]``, not ``[]``: torch.compile (torch 2.13) traces a 0-dim float buffer of a module passed
+    to the compiled function as a symbolic Python float, then specialises it and traces the whole model a
+    second time (about 13 s of compilation). Model files written before held these constants 0-dim.
+    """
+    for name, value in values.items():
+        module.register_buffer(name, torch.tensor([value], dtype=torch.float64))
+
+    def reshape_scalars(mod, state_dict, prefix, *args) -> None:
+        for name in values:
+            key = prefix + name
+            if key in state_dict and state_dict[key].dim() == 0:
+                state_dict[key] = state_dict[key].reshape(1)
+
+    module.register_load_state_dict_pre_hook(reshape_scalars)
+
+
 class AgnesiTransform(torch.nn.Module):
     """Agnesi distance transform ``y(r)`` in (0, 1) with ``r0 = (R_cov(Z_s) + R_cov(Z_r)) / 2``."""
 
     def __init__(self, a: float = 1.0805, q: float = 0.9183, p: float = 4.5791):
         super().__init__()
-        self.register_buffer("a", torch.tensor(a, dtype=torch.float64))
-        self.register_buffer("q", torch.tensor(q, dtype=torch.float64))
-        self.register_buffer("p", torch.tensor(p, dtype=torch.float64))
+        register_constants(self, a=a, q=q, p=p)
         self.register_buffer("covalent_radii", covalent_radii_table())
 
     def forward(self, x: torch.Tensor, z_sender: torch.Tensor, z_receiver: torch.Tensor) -> torch.Tensor:

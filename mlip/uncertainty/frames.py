@@ -120,20 +120,26 @@ def annotate_file(
 
 
 def load_potential(
-    model_path: str, committee: Sequence[str] = (), device: torch.device | str = "cpu", dtype: torch.dtype | None = None
+    model_path: str, committee: Sequence[str] = (), device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
+    force_samples: int | None = None,
 ) -> Any:
     """The uncertainty evaluator for command lines: LLPR stored in ``model_path``, or, with ``committee``
-    (more model files), the committee of ``model_path`` and those files."""
+    (more model files), the committee of ``model_path`` and those files. ``force_samples``: LLPR force and
+    stress variances from that many posterior samples instead of exactly (:class:`mlip.uncertainty.LLPR`);
+    a committee has no use for it."""
     from mlip.io.model_file import load_model
     from mlip.uncertainty.committee import Committee
     from mlip.uncertainty.llpr import load_llpr
 
+    if force_samples is not None and (force_samples < 1 or committee):
+        raise ConfigError(f"--force-samples {force_samples}: give a count >= 1, for LLPR only (a committee's spread "
+                          "needs no samples)")
     model = load_model(model_path, device=device, dtype=dtype)
     for p in model.parameters():
         p.requires_grad_(False)
     if committee:
         return Committee([model_path, *committee]).potential(model)
-    return load_llpr(model_path).potential(model)
+    return load_llpr(model_path, force_samples=force_samples).potential(model)
 
 
 def uncertainty_scores(

@@ -115,3 +115,29 @@ def test_each_compiled_potential_compiles_its_own_graph(tiny_model):
             assert potential.num_compiles == 1
             ref = evaluate(potential.model, batch)
             np.testing.assert_allclose(out["forces"].numpy(), ref["forces"].numpy(), rtol=0, atol=1e-12)
+
+
+def test_zbl_and_agnesi_constants_are_traced_once():
+    """ZBL's and Agnesi's constants are ``[1]`` buffers. As 0-dim buffers, dynamo traced them as symbolic
+    Python floats, then specialised them and traced the whole model a second time (a restart in
+    ``_tensorify_python_scalars``, two graphs counted). ``aot_eager`` shows it without inductor's C++."""
+    import copy
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "nn"))
+    from small_models import small_model
+
+    from mlip.data.structures import structure_batches
+    from mlip.inference import CompiledPotential, evaluate
+
+    model = copy.deepcopy(small_model("density_zbl_agnesi")).eval()
+    assert model.pair is not None and model.radial_embedding.transform is not None
+    potential = CompiledPotential(model, backend="aot_eager")
+    atoms = bulk("Si", "diamond", a=5.43) * (2, 1, 1)
+    atoms.rattle(0.1, seed=3)
+    _, _, batch = next(structure_batches([atoms], model.r_max, model.heads, 1))
+    out = potential(batch)
+    assert potential.num_compiles == 1
+    ref = evaluate(model, batch)
+    np.testing.assert_allclose(out["forces"].numpy(), ref["forces"].numpy(), rtol=0, atol=1e-12)

@@ -67,6 +67,25 @@ def test_deep_copied_model_saves_and_loads(tmp_path):
         load_model(tmp_path / "bad.pt")
 
 
+def test_files_with_zero_dim_constants_still_load(tmp_path):
+    """Files written before the ZBL/Agnesi constants became ``[1]`` buffers hold them 0-dim."""
+    model = small_model("density_zbl_agnesi")
+    with torch.no_grad():
+        model.pair.a_exp.fill_(0.31)  # not the default: the value must come from the file
+        model.radial_embedding.transform.q.fill_(0.95)
+    save_model(model, tmp_path / "m.pt")
+    info, state = read_model_info(tmp_path / "m.pt")
+    names = ["pair.a_exp", "pair.a_prefactor"] + [f"radial_embedding.transform.{n}" for n in "aqp"]
+    for name in names:
+        assert state[name].shape == (1,)
+        state[name] = state[name].reshape(())
+    torch.save({"mlip_model": json.dumps(info), "state_dict": state}, tmp_path / "old.pt")
+    loaded = load_model(tmp_path / "old.pt")
+    assert float(loaded.pair.a_exp) == 0.31 and float(loaded.radial_embedding.transform.q) == 0.95
+    a, b = model(_batch(model)), loaded(_batch(model))
+    assert torch.equal(a["energy"], b["energy"]) and torch.equal(a["forces"], b["forces"])
+
+
 def test_load_as_float32(tmp_path):
     model = small_model("residual")
     save_model(model, tmp_path / "m.pt")

@@ -115,3 +115,32 @@ def test_select_by_score_top_and_diverse():
     assert select_by_score(scores, 3).tolist() == [5, 1, 3]
     x = np.array([[0.0], [0.0], [5.0], [0.01], [9.0], [0.02]])  # 5, 1, 3 are near-duplicates
     assert select_by_score(scores, 2, x, pool_factor=2.0).tolist() == [5, 2]
+
+
+def test_force_samples_flag(files, capsys):
+    """--force-samples K in mlip-eval/mlip-select: the sampled LLPR force sigmas of load_llpr(path, force_samples=K)
+    (seeded, so equal), close to the exact ones for a large K; refused for K < 1 and for a committee."""
+    d = files
+    if not (d / "model_llpr.pt").is_file():
+        assert run(unc_cli.main, ["fit", "--model", d / "model.pt", "--train", d / "train.xyz", "--valid",
+                                  d / "valid.xyz", "-o", d / "model_llpr.pt"], capsys)[0] == 0
+    k = 200  # relative noise about sqrt(2 / k) = 10 % per component, less on a per-atom sigma (3 components)
+    code, out = run(eval_cli.main, ["--model", d / "model_llpr.pt", "--data", d / "pool.xyz", "--uncertainty",
+                                    "--output", d / "pred_k.xyz", "--force-samples", k], capsys)
+    assert code == 0, out.err
+    sampled = MLIPCalculator(d / "model_llpr.pt", uncertainty=load_llpr(d / "model_llpr.pt", force_samples=k))
+    exact = MLIPCalculator(d / "model_llpr.pt", uncertainty=load_llpr(d / "model_llpr.pt"))
+    for atoms in ase.io.read(d / "pred_k.xyz", ":"):
+        probe = Atoms(numbers=atoms.numbers, positions=atoms.positions)
+        written = atoms.arrays["MLIP_forces_uncertainty"]
+        np.testing.assert_allclose(written, sampled.get_property("forces_uncertainty", probe), rtol=1e-6)
+        np.testing.assert_allclose(written, exact.get_property("forces_uncertainty", probe.copy()), rtol=0.25)
+    code, out = run(select_cli.main, ["--uncertainty", "--model", d / "model_llpr.pt", "--data", d / "pool.xyz",
+                                      "-n", 3, "-o", d / "picked_k.xyz", "--force-samples", 8], capsys)
+    assert code == 0, out.err
+    for argv in (["--force-samples", 0], ["--force-samples", 4, "--committee", d / "model2.pt"]):
+        code, out = run(select_cli.main, ["--uncertainty", "--model", d / "model_llpr.pt", "--data", d / "pool.xyz",
+                                          "-n", 3, "-o", d / "bad.xyz", *argv], capsys)
+        assert code == 2 and "--force-samples" in out.err and len(out.err.strip().splitlines()) == 1
+    code, out = run(eval_cli.main, ["--model", d / "model.pt", "--data", d / "pool.xyz", "--force-samples", 4], capsys)
+    assert code == 2 and "--force-samples needs --uncertainty" in out.err
