@@ -218,15 +218,24 @@ def tables(a: dict[str, Any] | None, b: dict[str, Any] | None, args: argparse.Na
                   + " | random | " + " | ".join(f"{arm} - random" for arm in arms) + " |",
                   "|---|---|" + "---|" * (2 * len(arms) + 1)]
         sd = (lambda v: f" +- {statistics.stdev(v):.1f}" if len(v) > 1 else "")
+
+        def paired(v: list[float], ref: list[float] | None) -> str:
+            """Mean +- std over seeds of the per-seed difference (same round-0 model), and how many are lower."""
+            if ref is None:
+                return "-"
+            d = [a - r for a, r in zip(v, ref)]
+            return f"{np.mean(d):+.1f}{sd(d)} ({sum(x < 0 for x in d)}/{len(d)} lower)"
+
         for r in range(args.rounds + 1):
             values = {arm: [1e3 * b[f"{arm}/{s}"][r] for s in args.seeds] for arm in args.arms}
             base = np.mean(values["random"]) if "random" in values else float("nan")
             lines.append(f"| {r} | {50 + r * args.per_round} | "
                          + " | ".join(f"{np.mean(values[a]):.1f}{sd(values[a])}" for a in arms)
                          + (f" | {base:.1f}{sd(values['random'])} | " if "random" in values else " | - | ")
-                         + " | ".join(f"{np.mean(values[a]) - base:+.1f}" for a in arms) + " |")
-        lines += ["", (f"Seeds: {' '.join(map(str, args.seeds))} (mean +- sample std over seeds). Arms: "
-                       "strategy[:pool factor] of scripts/active_learning.py.")]
+                         + " | ".join(paired(values[a], values.get("random")) for a in arms) + " |")
+        lines += ["", (f"Seeds: {' '.join(map(str, args.seeds))} (mean +- sample std over seeds; the differences are "
+                       "per seed, against random with the same seed and round-0 model). Arms: strategy[:pool factor] "
+                       "of scripts/active_learning.py.")]
         for arm in args.arms:
             picked = [b[f"picked/{arm}/{s}"] for s in args.seeds]
             lines.append(f"Mean reference force RMS of the frames {arm} picked: {np.mean(picked):.3f} eV/A "
@@ -282,10 +291,14 @@ def plot_al(b: dict[str, Any], args: argparse.Namespace) -> None:
     ax = fig.add_subplot(1, 1, 1)
     x = [50 + r * args.per_round for r in range(args.rounds + 1)]
     colors = dict(zip(args.arms, ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")))
-    for arm, color in colors.items():
-        for seed in args.seeds:
-            ax.plot(x, [1e3 * v for v in b[f"{arm}/{seed}"]], "o-", color=color, alpha=0.6,
-                    label=arm if seed == args.seeds[0] else None)
+    for k, (arm, color) in enumerate(colors.items()):
+        values = 1e3 * np.array([b[f"{arm}/{seed}"] for seed in args.seeds])  # [seeds, rounds + 1]
+        shifted = [v + 1.5 * (k - (len(colors) - 1) / 2) for v in x]  # error bars side by side
+        for row in values:
+            ax.plot(shifted, row, "-", color=color, alpha=0.25, lw=0.8)
+        spread = values.std(axis=0, ddof=1) if len(values) > 1 else None
+        ax.errorbar(shifted, values.mean(axis=0), yerr=spread, fmt="o-", color=color, capsize=3,
+                    label=f"{arm} (mean of {len(values)} seeds)")
     ax.set_xlabel("training frames")
     ax.set_ylabel("test_MD_600K force RMSE (meV/A)")
     ax.legend()
