@@ -10,17 +10,16 @@ import pytest
 import torch
 from fidelity_synth import make_frames
 
-pytest.importorskip("mlip.nn.model")
-from mlip.cli.align import main as align_main  # noqa: E402
-from mlip.cli.select import main as select_main  # noqa: E402
-from mlip.data.batch import collate  # noqa: E402
-from mlip.data.graph import configuration_to_graph  # noqa: E402
-from mlip.data.structures import as_configuration  # noqa: E402
-from mlip.fidelity.descriptors import model_outputs  # noqa: E402
-from mlip.fidelity.labels import element_counts  # noqa: E402
-from mlip.io.model_file import save_model  # noqa: E402
-from mlip.nn.hparams import ModelHyperparameters  # noqa: E402
-from mlip.nn.model import build_model  # noqa: E402
+from mlip.cli.align import main as align_main
+from mlip.cli.select import main as select_main
+from mlip.data.batch import collate
+from mlip.data.graph import configuration_to_graph
+from mlip.data.structures import as_configuration
+from mlip.fidelity.descriptors import model_outputs
+from mlip.fidelity.labels import element_counts
+from mlip.io.model_file import save_model
+from mlip.nn.hparams import ModelHyperparameters
+from mlip.nn.model import build_model
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,10 @@ import pytest
 import torch
 from graphs import FIXTURES, VARIANTS, atoms_structures, make_batch
 
+from mlip.data.batch import collate
+from mlip.data.graph import configuration_to_graph
+from mlip.data.io import read_configurations
+
 E_TOL, F_TOL, S_TOL = 1e-8, 1e-8, 1e-9
 
 
@@ -50,14 +54,10 @@ def test_parity_mixed_heads_in_one_batch(converted):
 
 def test_parity_through_data_pipeline(converted):
     """Same numbers with mlip.data's neighbour lists, graphs and collate (the contract's batch)."""
-    data = pytest.importorskip("mlip.data.graph")
-    from mlip.data.batch import collate
-    from mlip.data.io import read_configurations
-
     variant = "mp_density_zbl_agnesi"
     model = converted(variant)
     configs = read_configurations(str(FIXTURES / variant / "structures.xyz"))[:3]
-    batch = collate([data.configuration_to_graph(c, model.r_max, model.heads) for c in configs], torch.float64)
+    batch = collate([configuration_to_graph(c, model.r_max, model.heads) for c in configs], torch.float64)
     out = model(batch, compute_forces=True, compute_stress=True)
     ref = np.load(FIXTURES / variant / "outputs.npz")
     np.testing.assert_allclose(out["energy"].detach().numpy(), ref["Default/energy"][:3], rtol=0, atol=E_TOL)
