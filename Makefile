@@ -3,15 +3,30 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-# On a machine without an NVIDIA GPU, take the small CPU build of torch (a local wheel on our machines).
+# Threads for demo and test; override with `make test OMP_NUM_THREADS=8` (or an exported OMP_NUM_THREADS).
+OMP_NUM_THREADS ?= 2
+# Which torch to install first. Without nvidia-smi: torch==2.13.0, which resolves to the CPU build only where the
+# package index offers one (a local wheel on our machines); on PyPI the Linux x86-64 wheel is the CUDA build. For
+# the CPU wheel from PyTorch's index: make demo TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 TORCH_SPEC ?= $(shell if command -v nvidia-smi >/dev/null 2>&1; then echo "torch"; else echo "torch==2.13.0"; fi)
+TORCH_INDEX_URL ?=
 
 .PHONY: venv install install-test demo test clean
 
+# The distribution was called mlip before issue 26; an editable install under that name is removed first (only
+# this project's: its summary says PyTorch; the JAX package "mlip" says JAX). The .egg-info folders are
+# setuptools' build output from then: with the repository root on sys.path they would read as installed packages.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "$(TORCH_SPEC)" || $(PIP) install -q torch
+	if [ -n "$(TORCH_INDEX_URL)" ]; then \
+	  $(PIP) install -q "$(TORCH_SPEC)" --index-url "$(TORCH_INDEX_URL)"; \
+	else \
+	  $(PIP) install -q "$(TORCH_SPEC)" || $(PIP) install -q torch; \
+	fi
+	$(PY) -c "import importlib.metadata as m, sys; sys.exit('PyTorch' not in m.metadata('mlip')['Summary'])" \
+	  2>/dev/null && $(PIP) uninstall -q -y mlip || true
+	rm -rf mlip.egg-info mlip_torch.egg-info
 	$(PIP) install -q -e .
 	touch $@
 
@@ -24,11 +39,11 @@ venv install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed
-	OMP_NUM_THREADS=2 $(PY) scripts/demo.py
+	OMP_NUM_THREADS=$(OMP_NUM_THREADS) $(PY) scripts/demo.py
 
 test: $(VENV)/.installed-test
-	OMP_NUM_THREADS=2 $(PY) -m pytest -q; rc=$$?; \
+	OMP_NUM_THREADS=$(OMP_NUM_THREADS) $(PY) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo 'pytest ran no tests' >&2; exit 1; fi; exit $$rc
 
 clean:
-	rm -rf $(VENV) demo_run .pytest_cache
+	rm -rf $(VENV) demo_run .pytest_cache mlip.egg-info mlip_torch.egg-info
