@@ -61,7 +61,7 @@ def test_unpaired_and_long_edges_are_not_bonds():
 
 
 def test_rdkit_orders_of_acetylacetone():
-    pytest.importorskip("rdkit")
+    pytest.importorskip("rdkit", reason="rdkit is in the 'test' extra: pip install -e '.[test]'")
     if not ACAC.is_file():
         pytest.skip("bundled data/acac missing")
     numbers, positions = acetylacetone()
