@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from benchmark_inference import (
+from benchmark_inference_common import (
     MODEL_EXTRAS,
     MODELS,
     mace_hyperparameters,
