@@ -8,6 +8,11 @@ Two independent checks read the one layer table in pyproject.toml (``[tool.impor
   functions. Both see every ``import`` statement, including those inside functions.
 
 ``test_checkers_catch_a_synthetic_violation`` proves both fail on a new upward import.
+
+:func:`tree_import_graph` extends the circle check to the whole tree: mlip, scripts/ and tests/, whose
+files import each other as top-level modules (``import benchmark_inference_mace``, ``from train_support
+import ...``: their folder is on ``sys.path``, put there by python for a script, by pytest for a test, or
+by a ``sys.path.insert``).
 """
 
 from __future__ import annotations
@@ -50,10 +55,22 @@ def module_files(src: Path, package: str) -> dict[str, Path]:
     return out
 
 
+def _constant_import_call(node: ast.AST) -> str | None:
+    """The module named by ``importlib.import_module("name")`` or ``__import__("name")``, else None."""
+    if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)):
+        return None
+    func = node.func
+    name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+    value = node.args[0].value
+    return value if name in ("import_module", "__import__") and isinstance(value, str) else None
+
+
 def _imported(node: ast.AST, module: str, is_package: bool, known: set[str]) -> list[str]:
     """Modules of ``known`` named by one import statement of ``module``."""
     if isinstance(node, ast.Import):
         names = [alias.name for alias in node.names]
+    elif _constant_import_call(node) is not None:  # importlib.import_module("a.b") or __import__("a.b")
+        names = [_constant_import_call(node)]
     elif isinstance(node, ast.ImportFrom):
         if node.level:
             base = module.split(".") if is_package else module.split(".")[:-1]
@@ -85,6 +102,74 @@ def import_graph(src: Path, package: str) -> dict[str, set[str]]:
             targets.update(_imported(node, module, is_package, known))
         graph[module] = targets - {module}
     return graph
+
+
+FLAT_FOLDERS = ("scripts", "tests")
+"""Folders (searched recursively) of loose files that import each other as top-level modules."""
+
+
+def _top_level_names(node: ast.AST) -> list[str]:
+    """First components of the absolute module names one statement imports (``a`` of ``import a.b``)."""
+    if isinstance(node, ast.Import):
+        return [alias.name.split(".")[0] for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+        return [node.module.split(".")[0]]
+    name = _constant_import_call(node)
+    return [name.split(".")[0]] if name else []
+
+
+def tree_import_graph(root: Path, package: str = "mlip", flat: tuple[str, ...] = FLAT_FOLDERS):
+    """``(graph, ambiguous)``: the import graph of ``package`` and of every ``.py`` file under the ``flat``
+    folders, and the imports that could not be resolved to one file.
+
+    ``package`` modules keep their dotted names; a loose file is its path without ``.py``
+    (``scripts/benchmark_inference``). A loose file's top-level import ``x`` is ``x.py`` of its own folder
+    when there is one (its folder is on ``sys.path`` first), else the one loose file named ``x.py`` in the
+    tree (a folder put on ``sys.path``); two or more such files elsewhere make it ``ambiguous``.
+    """
+    graph = import_graph(root, package)
+    known = set(graph)
+    loose = {path.relative_to(root).with_suffix("").as_posix(): path
+             for folder in flat for path in sorted((root / folder).rglob("*.py"))}
+    by_stem: dict[str, list[str]] = {}
+    for name, path in loose.items():
+        by_stem.setdefault(path.stem, []).append(name)
+    ambiguous: list[str] = []
+    for name, path in loose.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets.update(_imported(node, name, False, known))  # the package's modules
+            for top in _top_level_names(node):
+                same_folder = path.with_name(f"{top}.py")
+                if same_folder.is_file():
+                    targets.add(same_folder.relative_to(root).with_suffix("").as_posix())
+                elif len(by_stem.get(top, [])) == 1:
+                    targets.add(by_stem[top][0])
+                elif top in by_stem:
+                    ambiguous.append(f"{name}: import {top} (one of {by_stem[top]})")
+        graph[name] = targets - {name}
+    return graph, ambiguous
+
+
+def cycle_path(graph: dict[str, set[str]], component: list[str]) -> list[str]:
+    """One circle through ``component`` (a strongly connected set): ``[a, b, ..., a]`` following imports."""
+    start, members = component[0], set(component)
+    parent: dict[str, str] = {}
+    frontier = [start]
+    while frontier:  # breadth first from start until an import leads back to it
+        nxt = []
+        for v in frontier:
+            for w in sorted(graph.get(v, set()) & members):
+                if w == start:
+                    path = [v]
+                    while path[-1] != start:
+                        path.append(parent[path[-1]])
+                    return path[::-1] + [start]
+                if w not in parent:
+                    parent[w] = v
+                    nxt.append(w)
+        frontier = nxt
+    raise ValueError(f"{component} is not a circle")
 
 
 def read_layers(pyproject: Path) -> tuple[str, list[list[tuple[str, ...]]], list[tuple[str, str]]]:
@@ -205,6 +290,16 @@ def test_no_import_cycles_in_mlip():
     assert not cycles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
 
 
+def test_no_import_cycles_in_the_tree():
+    """No circle anywhere: mlip, scripts/ and tests/ together, function-level imports included."""
+    graph, ambiguous = tree_import_graph(ROOT)
+    assert not ambiguous, "imports of a loose module name that several files have:\n" + "\n".join(ambiguous)
+    assert "scripts/benchmark_inference" in graph and "tests/train/train_support" in graph
+    assert "tests/train/train_support" in graph["tests/train/test_compiled_step"]  # helpers resolve
+    cycles = import_cycles(graph)
+    assert not cycles, "import circles:\n" + "\n".join(" -> ".join(cycle_path(graph, c)) for c in cycles)
+
+
 def test_file_and_function_sizes():
     problems = size_violations(ROOT, "mlip", LONG_FUNCTIONS)
     assert not problems, "too long:\n" + "\n".join(problems)
@@ -309,3 +404,34 @@ def test_checker_sizes_and_siblings(tmp_path):
     assert layer_violations(graph, "pkg", independent, [("pkg.a", "pkg.b")]) == []
     assert layer_violations(graph, "pkg", [[("b",)]], []) == ["pkg.a: not in any layer (add it to pyproject's "
                                                                 "[tool.importlinter] layers)"]
+
+
+def test_tree_checker_resolves_loose_modules(tmp_path):
+    """Loose files: same-folder module first, else the one file of that name in the tree, lazy imports and
+    ``importlib.import_module`` count; a circle between two scripts is found and spelled out."""
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/core.py": "",
+        "scripts/a.py": "import pkg.core\n\ndef main():\n    import b  # lazy\n    return b\n",
+        "scripts/b.py": "from a import X\n",
+        "scripts/c.py": "import importlib\n\nhelper = importlib.import_module('helper')\n",
+        "tests/x/helper.py": "",
+        "tests/x/test_one.py": "from helper import f\nimport a\nimport numpy\n",
+        "tests/y/helper.py": "",
+        "tests/z/test_two.py": "import helper\n",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    graph, ambiguous = tree_import_graph(tmp_path, "pkg")
+    assert graph["scripts/a"] == {"pkg.core", "scripts/b"}
+    assert graph["scripts/b"] == {"scripts/a"}
+    assert graph["tests/x/test_one"] == {"tests/x/helper", "scripts/a"}
+    assert graph["scripts/c"] == set() and graph["tests/z/test_two"] == set()
+    assert ambiguous == ["scripts/c: import helper (one of ['tests/x/helper', 'tests/y/helper'])",
+                         "tests/z/test_two: import helper (one of ['tests/x/helper', 'tests/y/helper'])"]
+    cycles = import_cycles(graph)
+    assert cycles == [["scripts/a", "scripts/b"]]
+    assert cycle_path(graph, cycles[0]) == ["scripts/a", "scripts/b", "scripts/a"]
+    graph["scripts/b"] = set()
+    assert import_cycles(graph) == []
