@@ -21,8 +21,6 @@ Design (details in docs/inference.md):
 
 from __future__ import annotations
 
-import copy
-import math
 from pathlib import Path
 from typing import Any
 
@@ -34,77 +32,12 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from mlip.data import keys
 from mlip.device import resolve_device, resolve_dtype
 from mlip.errors import ConfigError, DataError
-from mlip.inference import compile_model, evaluate
-from mlip.nn.heads import select_head
+from mlip.inference import (
+    DEFAULT_MAX_IMAGES, check_cell, check_elements, compile_model, evaluate, model_elements, prepare_model,
+)
+from mlip.nn.heads import model_heads, select_head
 
-BACKENDS = ("e3nn", "cueq")
-DEFAULT_MAX_IMAGES = 5_000
-"""Largest number of periodic images (product over periodic directions of ``2 ceil(cutoff/width) + 1``)
-the neighbour search may need before a cell counts as too small for the cutoff."""
-
-
-# --------------------------------------------------------------------------------------------
-# input checks
-# --------------------------------------------------------------------------------------------
-def perpendicular_widths(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
-    """Spacing between periodic images along each periodic direction (Angstrom; ``inf`` if not periodic).
-
-    For direction ``i`` it is the length of the component of ``cell[i]`` orthogonal to the other
-    periodic lattice vectors: ``V / |a_j x a_k|`` in a 3D-periodic cell, ``|a_i x a_j| / |a_j|`` in
-    a slab, ``|a_i|`` in a wire. Zero means a degenerate periodic cell.
-    """
-    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
-    pbc = np.asarray(pbc, dtype=bool).reshape(3)
-    widths = np.full(3, np.inf)
-    for i in np.flatnonzero(pbc):
-        others = cell[[j for j in np.flatnonzero(pbc) if j != i]]
-        vector = cell[i]
-        if len(others):
-            # Orthogonal complement of span(others) via least squares projection.
-            coeffs, *_ = np.linalg.lstsq(others.T, vector, rcond=None)
-            vector = vector - others.T @ coeffs
-        widths[i] = float(np.linalg.norm(vector))
-    return widths
-
-
-def check_cell(cell: np.ndarray, pbc: np.ndarray, cutoff: float, max_images: int = DEFAULT_MAX_IMAGES) -> None:
-    """Raise :class:`DataError` for a periodic cell that is degenerate or too small for ``cutoff``.
-
-    "Too small" means the neighbour search within ``cutoff`` would have to visit more than
-    ``max_images`` periodic images, ``prod_i (2 ceil(cutoff / w_i) + 1)`` over periodic directions
-    with perpendicular widths ``w_i``. Cells narrower than the cutoff are fine otherwise (the
-    neighbour list includes an atom's own images); only absurdly thin cells, whose atom density
-    makes the edge count explode, are refused. A width below ``1e-6 * cutoff`` (zero volume,
-    collinear or zero lattice vectors) is a degenerate cell.
-    """
-    pbc = np.asarray(pbc, dtype=bool).reshape(3)
-    if not pbc.any():
-        return
-    widths = perpendicular_widths(cell, pbc)
-    if np.any(widths[pbc] < 1e-6 * cutoff):
-        raise DataError(
-            f"degenerate periodic cell {np.asarray(cell).tolist()} (pbc {pbc.tolist()}): "
-            "the periodic lattice vectors span zero volume"
-        )
-    counts = [2 * math.ceil(cutoff / w) + 1 for w in widths[pbc]]
-    if math.prod(counts) > max_images:
-        narrow = int(np.argmin(np.where(pbc, widths, np.inf)))
-        raise DataError(
-            f"cell too small for the model's cutoff: periodic direction {narrow} has width "
-            f"{widths[narrow]:.4g} A, so a cutoff of {cutoff:.4g} A needs "
-            f"{'x'.join(map(str, counts))} = {math.prod(counts)} periodic images (limit {max_images})"
-        )
-
-
-def check_elements(numbers: np.ndarray, known: list[int]) -> None:
-    """Raise :class:`DataError` naming the elements of ``numbers`` that the model does not know."""
-    unknown = sorted(set(int(z) for z in np.unique(numbers)) - set(known))
-    if unknown:
-        from ase.data import chemical_symbols
-
-        names = ", ".join(f"{chemical_symbols[z]} (Z={z})" for z in unknown)
-        have = ", ".join(chemical_symbols[z] for z in known)
-        raise DataError(f"atoms contain element(s) {names} unknown to the model; it knows {have}")
+__all__ = ["MLIPCalculator", "SkinNeighborList", "canonical_order"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,62 +99,6 @@ class SkinNeighborList:
 
 
 # --------------------------------------------------------------------------------------------
-# model handling
-# --------------------------------------------------------------------------------------------
-def prepare_model(
-    model: str | Path | torch.nn.Module, device: torch.device, dtype: torch.dtype, backend: str = "e3nn"
-) -> torch.nn.Module:
-    """Load (path) or copy (module) a model onto ``device``/``dtype`` in eval mode, frozen.
-
-    A module argument is deep-copied first, so the caller's module keeps its device, dtype,
-    training mode and ``requires_grad`` flags.
-    """
-    if isinstance(model, (str, Path)):
-        from mlip.io.model_file import load_model
-
-        loaded = load_model(model, device=device, dtype=dtype)
-    elif isinstance(model, torch.nn.Module):
-        loaded = copy.deepcopy(model).to(device=device, dtype=dtype)
-    else:
-        raise ConfigError(f"model must be a path or a torch.nn.Module, got {type(model).__name__}")
-    _refresh_coupling_constants(loaded)
-    loaded = _to_backend(loaded, backend)
-    loaded.eval()
-    for parameter in loaded.parameters():
-        parameter.requires_grad_(False)
-    return loaded
-
-
-def _refresh_coupling_constants(model: torch.nn.Module) -> None:
-    """Recompute cached Wigner-3j buffers exactly after a dtype cast (float32 -> float64 would round them)."""
-    try:
-        from mlip.nn.wigner import refresh_wigner_buffers
-    except ImportError:  # a model that is not mlip's MACE
-        return
-    refresh_wigner_buffers(model)
-
-
-def _to_backend(model: torch.nn.Module, backend: str) -> torch.nn.Module:
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
-    current = getattr(getattr(model, "hparams", None), "backend", "e3nn")
-    if current == backend:
-        return model
-    try:
-        from mlip.nn.backends.convert import convert_backend
-    except ImportError as err:
-        raise ConfigError(f"backend {backend!r} is not available in this installation ({err})") from None
-    return convert_backend(model, backend)
-
-
-def _model_elements(model: torch.nn.Module) -> list[int]:
-    numbers = model.atomic_numbers
-    if isinstance(numbers, torch.Tensor):
-        numbers = numbers.tolist()
-    return [int(z) for z in numbers]
-
-
-# --------------------------------------------------------------------------------------------
 # the calculator
 # --------------------------------------------------------------------------------------------
 class MLIPCalculator(Calculator):
@@ -267,11 +144,10 @@ class MLIPCalculator(Calculator):
         self.device = resolve_device(device, key="MLIPCalculator(device=...)")
         self.dtype = resolve_dtype(dtype, key="MLIPCalculator(dtype=...)")
         self.model = prepare_model(model, self.device, self.dtype, backend)
-        self.heads = list(self.model.heads)
-        default = getattr(self.model, "default_head", None) or getattr(model, "default_head", None)
+        self.heads, default = model_heads(self.model)
         self.head_index = select_head(self.heads, head, default, key="MLIPCalculator(head=...)")
         self.head = self.heads[self.head_index]
-        self.elements = _model_elements(self.model)
+        self.elements = model_elements(self.model)
         self.r_max = float(self.model.r_max)
         self.max_images = int(max_images)
         self.neighbors = SkinNeighborList(self.r_max, skin)

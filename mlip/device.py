@@ -5,6 +5,8 @@ Layer 1 (with :mod:`mlip.errors`): imports nothing from mlip but the errors, so 
 * :func:`resolve_device` -- ``"auto"`` | ``"cpu"`` | ``"cuda"`` | ``"cuda:N"`` -> :class:`torch.device`;
   asking for CUDA where there is none is a :class:`~mlip.errors.ConfigError` naming the key the user set.
 * :data:`DTYPES`, :func:`resolve_dtype`, :func:`dtype_name` -- ``"float32"``/``"float64"`` <-> torch dtype.
+* :func:`model_dtype`, :func:`model_device` -- the float dtype and the device a model computes in (the one
+  probe: every engine, backend converter and uncertainty evaluator asks here).
 * :func:`seed_everything` -- python, numpy and torch generators.
 """
 
@@ -17,7 +19,8 @@ import torch
 
 from mlip.errors import ConfigError
 
-__all__ = ["DEFAULT_DEVICE_KEY", "DTYPES", "dtype_name", "resolve_device", "resolve_dtype", "seed_everything"]
+__all__ = ["DEFAULT_DEVICE_KEY", "DTYPES", "dtype_name", "model_device", "model_dtype", "resolve_device", "resolve_dtype",
+           "seed_everything"]
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
 """The floating-point dtypes a model or a run may use, by the name used in configs, CLIs and model files."""
@@ -55,6 +58,30 @@ def resolve_dtype(name: str | torch.dtype, key: str = "config key 'dtype'") -> t
 def dtype_name(dtype: torch.dtype) -> str:
     """``torch.float32`` -> ``"float32"`` (the inverse of :data:`DTYPES`, for any torch dtype)."""
     return str(dtype).replace("torch.", "")
+
+
+def model_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The float dtype ``model`` computes in.
+
+    A model's own ``dtype`` attribute wins (``MACE.dtype``: its E0s, scale and shift stay float64 whatever
+    the features' dtype); else the first floating-point parameter's dtype; else float64.
+    """
+    dtype = getattr(model, "dtype", None)
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    for parameter in model.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return torch.float64
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter (or buffer); CPU for a module holding neither."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
 
 
 def seed_everything(seed: int) -> None:

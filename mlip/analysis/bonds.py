@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import ase.data
 import numpy as np
 
-#: Mean bond enthalpies (eV), standard textbook tables (e.g. average bond enthalpies in kJ/mol:
-#: C-H 413, C-C 348, C=C 614, C-O 358, C=O 745 (799 in CO2), O-H 463, N-H 391; 1 kJ/mol = 0.010364 eV),
-#: as listed in the project's docs/equations.md (E3D section). Ranges are (low, high).
+#: Mean bond enthalpies (eV) from the average-bond-enthalpy tables of general-chemistry textbooks, in kJ/mol:
+#: C-H 413, C-C 348, C=C 614, C-O 358, C=O 745 (carbonyl) to 799 (CO2), O-H 463, N-H 391; converted with
+#: 1 kJ/mol = 0.010364 eV (docs/e3d.md, "Reference values"). Ranges are (low, high).
 REFERENCE_BOND_ENERGIES: dict[str, tuple[float, float]] = {
     "C-H": (4.28, 4.28),
     "C-C": (3.61, 3.61),
@@ -36,7 +36,7 @@ REFERENCE_BOND_ENERGIES: dict[str, tuple[float, float]] = {
 }
 REFERENCE_SOURCE = (
     "mean bond enthalpies from standard tables (average bond enthalpies, e.g. C-H 413, C-C 348, C=C 614, "
-    "C-O 358, C=O 745-799, O-H 463, N-H 391 kJ/mol), in eV as listed in docs/equations.md (E3D section)"
+    "C-O 358, C=O 745-799, O-H 463, N-H 391 kJ/mol), converted to eV (1 kJ/mol = 0.010364 eV)"
 )
 ORDER_SYMBOL = {1: "-", 2: "=", 3: "#", 0: "~"}
 BIN_WIDTH = 0.1

@@ -27,8 +27,9 @@ from mlip.analysis.attribution import EdgeEnergies, edge_energies
 from mlip.analysis.bonds import BIN_WIDTH, REFERENCE_SOURCE, BondTable, bonds_from_edges, detect_bonds
 from mlip.analysis.bonds import rdkit_bond_orders, summarise
 from mlip.data.configuration import Configuration
-from mlip.data.structures import structure_batches
 from mlip.files import atomic_write_bytes
+from mlip.inference import frame_chunks
+from mlip.nn.heads import model_heads, select_head
 
 
 def _write_atomic(path: Path, data: bytes | str) -> None:
@@ -60,11 +61,10 @@ def compute_edges(
     Returns ``edges`` (arrays over all directed edges: structure, i (receiver), j (sender), Z_i, Z_j,
     shift [E,3], r, eps) and one summary dict per structure.
     """
-    dtype = next(model.parameters()).dtype
-    device = next(model.parameters()).device
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("structure", "i", "j", "Z_i", "Z_j", "shift", "r", "eps")}
     per_structure: list[dict[str, Any]] = []
-    for start, chunk, batch in structure_batches(configs, model.r_max, model.heads, batch_size, dtype, device, head):
+    for frames in frame_chunks(model, configs, head, batch_size):
+        start, chunk, batch = frames.start, frames.configs, frames.batch
         res: EdgeEnergies = edge_energies(model, batch, method, nodes)
         ptr = batch["ptr"].cpu().numpy()
         s, r = batch["edge_index"].cpu().numpy()
@@ -178,7 +178,8 @@ def write_report(
 ) -> dict[str, Any]:
     """Compute edge energies and bonds of ``configs`` and write the report files; returns the summary."""
     folder = Path(output)
-    head = head if head is not None else model.heads[0]
+    heads, default = model_heads(model)
+    head = heads[select_head(heads, head, default, key="--head")]  # one head for the whole report
     edges, per_structure = compute_edges(model, configs, head, method, nodes, batch_size)
     orders = bond_orders(configs, edges, factor, max_distance)
     bonds = bonds_from_edges(

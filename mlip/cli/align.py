@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("-o", "--output", required=True, help="aligned extxyz (a JSON record goes next to it)")
     sh.add_argument("--drop-energy", action="store_true",
                     help="keep forces/stress, set config_energy_weight=0 on every frame")
-    sh.add_argument("--head", default=None, help="model head whose energies are the reference [first head]")
+    sh.add_argument("--head", default=None,
+                    help="model head whose energies are the reference [the model's default_head, else its only head]")
     sh.add_argument("--batch-size", type=int, default=16)
     sh.add_argument("--device", default=None, help="torch device [cuda if available, else cpu]")
     _add_keys(sh)

@@ -54,15 +54,10 @@ def _main(argv: list[str] | None) -> int:
     method = args.method or ("readout" if has_readout else "attribution")
     if method == "readout" and not has_readout:
         raise ConfigError(f"--method readout: {args.model} has no edge-energy readout; use --method attribution")
-    if args.head is not None and args.head not in model.heads:
-        raise ConfigError(f"--head: unknown head {args.head!r}; the model has {model.heads}")
-    head = args.head if args.head is not None else getattr(model, "default_head", None)
-    if head is not None and head not in model.heads:
-        head = None  # a stale default_head: fall back to the first head
     configs = read_configurations(args.data, energy_key=args.energy_key, index=args.index,
                                   allowed_numbers=model.atomic_numbers)
     summary = write_report(
-        model, configs, args.output, head=head, method=method, nodes=args.nodes,
+        model, configs, args.output, head=args.head, method=method, nodes=args.nodes,
         batch_size=args.batch_size, factor=args.bond_factor, max_distance=args.max_bond, plots=not args.no_plots,
     )
     print(f"{summary['n_structures']} structures, {summary['n_edges']} edges, {summary['n_bonds']} bonds "

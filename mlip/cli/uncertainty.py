@@ -52,30 +52,24 @@ def _read(path: str, model: Any, head: str | None, energy_key: str, forces_key: 
 
     from mlip.data.io import is_isolated_atom, read_configurations
     from mlip.errors import DataError
+    from mlip.nn.heads import frame_head, model_heads
 
     if not Path(path).is_file():
         raise DataError(f"{flag} {path}: file not found")
-    heads = list(model.heads)
-    if head is None and len(heads) == 1:
-        head = heads[0]
-    default = getattr(model, "default_head", None)
+    heads, default = model_heads(model)
     allowed = [int(z) for z in model.atomic_numbers]
     start, kept = 0, 0
     while True:
         index = f"{start}:{start + chunk}" if chunk > 0 else ":"
         try:
-            configs = read_configurations(path, energy_key=energy_key, forces_key=forces_key, head=head,
+            configs = read_configurations(path, energy_key=energy_key, forces_key=forces_key,
                                           allowed_numbers=allowed, index=index)
         except DataError as err:
             if start == 0 or "no frames read" not in str(err):
                 raise
             configs = []  # past the last frame
         for i, c in enumerate(configs, start=start):
-            if c.head not in heads and default in heads:
-                c.head = default
-            if c.head not in heads:
-                raise DataError(f"{path}: frame {i}: key 'head': '{c.head}' is not one of the model's heads "
-                                f"({', '.join(heads)}); pass --head")
+            c.head = frame_head(heads, c.head, head, default, key="--head", where=f"{path}: frame {i}")
             if not is_isolated_atom(c):
                 kept += 1
                 yield c

@@ -84,6 +84,39 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
 
 
+def pack_greedy(
+    sizes: Sequence[tuple[int, int]] | np.ndarray,
+    batch_size: int,
+    max_atoms: int | None = None,
+    max_edges: int | None = None,
+    order: Sequence[int] | None = None,
+) -> list[list[int]]:
+    """Graph indices, taken in ``order`` (default 0..n-1), packed greedily into batches: the one packing rule.
+
+    ``sizes[i] = (atoms, edges)`` of graph ``i``. A graph joins the current batch while the batch stays within
+    ``batch_size`` graphs, ``max_atoms`` atoms and ``max_edges`` edges (``None``: no budget); a single graph
+    over budget forms a batch of its own. Used by training's sampler and by evaluation's in-order batches.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    atoms = edges = 0
+    for idx in (range(len(sizes)) if order is None else order):
+        a, e = int(sizes[idx, 0]), int(sizes[idx, 1])
+        fits = len(current) < batch_size
+        fits = fits and (max_atoms is None or atoms + a <= max_atoms)
+        fits = fits and (max_edges is None or edges + e <= max_edges)
+        if current and not fits:
+            batches.append(current)
+            current, atoms, edges = [], 0, 0
+        current.append(int(idx))
+        atoms += a
+        edges += e
+    if current:
+        batches.append(current)
+    return batches
+
+
 class GraphBatchSampler(torch.utils.data.Sampler):
     """Yields lists of graph indices: fixed-size batches, or greedy packing under a budget.
 
@@ -120,22 +153,9 @@ class GraphBatchSampler(torch.utils.data.Sampler):
         """All batches of the current epoch (for this rank)."""
         n = self.sizes.shape[0]
         order = epoch_permutation(n, self.seed, self.epoch) if self.shuffle else np.arange(n)
-        batches: list[list[int]] = []
-        current: list[int] = []
-        atoms = edges = 0
-        for idx in order.tolist():
-            a, e = int(self.sizes[idx, 0]), int(self.sizes[idx, 1])
-            fits = len(current) < self.batch_size
-            fits = fits and (self.max_atoms is None or atoms + a <= self.max_atoms)
-            fits = fits and (self.max_edges is None or edges + e <= self.max_edges)
-            if current and not fits:
-                batches.append(current)
-                current, atoms, edges = [], 0, 0
-            current.append(idx)
-            atoms += a
-            edges += e
-        if current and not (self.drop_last and len(current) < self.batch_size):
-            batches.append(current)
+        batches = pack_greedy(self.sizes, self.batch_size, self.max_atoms, self.max_edges, order.tolist())
+        if batches and self.drop_last and len(batches[-1]) < self.batch_size:
+            batches.pop()
         if self.num_replicas > 1:
             per_rank = len(batches) // self.num_replicas
             batches = batches[self.rank::self.num_replicas][:per_rank]

@@ -1,8 +1,7 @@
 """Structures (ASE ``Atoms`` or :class:`Configuration`) -> graph dicts -> batches: the one loop.
 
-Used wherever a model is run over a list of structures outside training: evaluation
-(:mod:`mlip.train.evaluation`), descriptors (:mod:`mlip.fidelity.descriptors`), edge energies
-(:mod:`mlip.analysis.report`). Graphs are built one chunk at a time, so memory holds one batch of
+Used by the predict-over-frames engine (:mod:`mlip.inference.frames`), which evaluation, uncertainty,
+descriptors and edge energies all run through, and by training's data set-up. Graphs are built one chunk at a time, so memory holds one batch of
 graphs. The ASE calculator builds its one-structure batch itself, from its skin neighbour list.
 """
 
@@ -45,7 +44,8 @@ def structures_to_graphs(
     """Graph dicts (:func:`mlip.data.graph.configuration_to_graph`, cutoff ``r_max`` in A) of ``structures``.
 
     Configurations keep their labels and head unless ``head`` is given; ``Atoms`` become unlabelled
-    configurations of ``head`` (default ``heads[0]``).
+    configurations of ``head`` (default ``"Default"``). Choosing a head for a model is not done here: the
+    engine (:mod:`mlip.inference.frames`) resolves every frame's head by :mod:`mlip.nn.heads` first.
     """
     heads = list(heads)
     out = []
@@ -53,7 +53,7 @@ def structures_to_graphs(
         if isinstance(s, Configuration) and head is None:
             config = s
         else:
-            config = as_configuration(s, head or heads[0])
+            config = as_configuration(s, head)
         out.append(configuration_to_graph(config, float(r_max), heads))
     return out
 

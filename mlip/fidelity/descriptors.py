@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from mlip.data import keys
+from mlip.data.neighbors import neighbor_list
 from mlip.errors import ConfigError, DataError
 
 
@@ -43,19 +45,6 @@ def species_of(structures: Sequence[Any]) -> list[int]:
     for s in structures:
         zs.update(int(z) for z in _numbers(s))
     return sorted(zs)
-
-
-def _pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> tuple[np.ndarray, ...]:
-    """Half neighbour list (i, j, distance) within ``cutoff`` using vesin."""
-    import vesin
-
-    pbc = np.asarray(pbc, dtype=bool).reshape(3)
-    if np.any(pbc) and abs(np.linalg.det(cell)) < 1e-12:
-        raise DataError("periodic structure with a degenerate cell")
-    box = cell if np.any(pbc) else np.zeros((3, 3))
-    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=False)
-    i, j, d = nl.compute(points=positions, box=box, periodic=pbc.tolist() if np.any(pbc) else False, quantities="ijd")
-    return np.asarray(i, dtype=np.int64), np.asarray(j, dtype=np.int64), np.asarray(d, dtype=float)
 
 
 def radial_descriptors(
@@ -92,10 +81,11 @@ def radial_descriptors(
             raise DataError(f"frame {f}: element Z={err.args[0]} not in the descriptor's species list") from None
         if len(numbers) == 0:
             continue
-        i, j, d = _pairs(np.asarray(s.positions, dtype=float), _cell(s), np.asarray(s.pbc), cutoff)
+        # the full (directed) list counts every pair twice, each periodic self-image pair too: half weight each
+        j, i, _, d = neighbor_list(np.asarray(s.positions, dtype=float), _cell(s), np.asarray(s.pbc), cutoff)
         if d.size == 0:
             continue
-        fc = 0.5 * (np.cos(np.pi * d / cutoff) + 1.0)
+        fc = 0.25 * (np.cos(np.pi * d / cutoff) + 1.0)
         g = np.exp(-((d[:, None] - mu[None, :]) ** 2) / (2.0 * sigma**2)) * fc[:, None]
         np.add.at(out[f], pair_index[kinds[i], kinds[j]], g)
         out[f] /= len(numbers)
@@ -116,33 +106,24 @@ def model_outputs(
     """Run ``model`` without gradients; returns ``energy`` [F] (eV) and ``descriptors`` [F, D] (mean of
     ``node_feats`` over each structure's atoms).
 
-    ``head`` selects the output head for the energies (default: the model's first head).
+    ``head`` selects the output head for the energies; without it each structure's own head, else the
+    model's ``default_head`` (:func:`mlip.nn.heads.frame_head`), as every other command.
     """
     import torch
 
-    from mlip.data.structures import structure_batches
+    from mlip.inference import predict_chunks
 
-    heads = list(getattr(model, "heads", ["Default"]))
-    head = head or heads[0]
-    if head not in heads:
-        raise ConfigError(f"head '{head}' not in the model's heads {heads}")
-    param = next(model.parameters())
-    dtype = param.dtype
-    dev = torch.device(device) if device is not None else param.device
     energies: list[np.ndarray] = []
     feats: list[np.ndarray] = []
-    model.eval()
-    for _, chunk, batch in structure_batches(structures, float(model.r_max), heads, batch_size, dtype, dev, head):
-        with torch.no_grad():
-            out = model(batch, compute_forces=False, compute_stress=False, training=False)
-        n_graphs = len(chunk)
-        node = out["node_feats"].detach()
-        index = batch["batch"]
+    for chunk, out in predict_chunks(model, structures, head, batch_size, device, compute_forces=False):
+        n_graphs = len(chunk.configs)
+        node = out[keys.NODE_FEATS].detach()
+        index = chunk.batch[keys.BATCH]
         pooled = torch.zeros(n_graphs, node.shape[1], dtype=node.dtype, device=node.device)
         pooled.index_add_(0, index, node)
         count = torch.bincount(index, minlength=n_graphs).clamp(min=1).to(node.dtype)
         feats.append((pooled / count[:, None]).cpu().double().numpy())
-        energies.append(out["energy"].detach().cpu().double().numpy().reshape(-1))
+        energies.append(out[keys.ENERGY].detach().cpu().double().numpy().reshape(-1))
     if not structures:
         return {"energy": np.zeros(0), "descriptors": np.zeros((0, 0))}
     return {"energy": np.concatenate(energies), "descriptors": np.concatenate(feats, axis=0)}

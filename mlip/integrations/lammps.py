@@ -142,7 +142,8 @@ class LammpsCoupling:
         skin: float = 0.5,
         fix_id: str = FIX_ID,
     ) -> None:
-        from mlip.calculator import MLIPCalculator, check_elements
+        from mlip.calculator import MLIPCalculator
+        from mlip.inference import check_elements
 
         self.lmp = lmp
         self.fix_id = fix_id

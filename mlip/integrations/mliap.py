@@ -59,8 +59,8 @@ def _model_file_bytes(model: str | Path | torch.nn.Module) -> bytes:
 
 
 def _model_from_bytes(data: bytes, device: str, dtype: str) -> torch.nn.Module:
-    from mlip.calculator import prepare_model
     from mlip.device import resolve_device, resolve_dtype
+    from mlip.inference import prepare_model
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.pt"
@@ -94,11 +94,11 @@ class MLIPMLIAPUnified(MLIAPUnified):
         super().__init__(interface=None, element_types=symbols, ndescriptors=1, nparams=1, rcutfac=0.5 * self.r_max)
 
     def _setup(self) -> None:
-        from mlip.calculator import select_head
+        from mlip.nn.heads import model_heads, select_head
 
         self.model = _model_from_bytes(self.model_bytes, self.device, self.dtype)
-        default = getattr(self.model, "default_head", None)
-        self.head_index = select_head(list(self.model.heads), self.head, default)
+        heads, default = model_heads(self.model)
+        self.head_index = select_head(heads, self.head, default)
         self.atomic_numbers = torch.as_tensor(self.model.atomic_numbers, dtype=torch.long)
         self.r_max = float(self.model.r_max)
 

@@ -73,9 +73,9 @@ class MLIPTorchSimModel(ModelInterface):
         head: str | None = None,
         compile: bool = False,
     ) -> None:
-        from mlip.calculator import prepare_model, select_head
         from mlip.device import resolve_device, resolve_dtype
-        from mlip.inference import compile_model
+        from mlip.inference import compile_model, model_elements, prepare_model
+        from mlip.nn.heads import model_heads, select_head
 
         super().__init__()
         dtype = resolve_dtype(dtype, key="dtype")
@@ -85,9 +85,9 @@ class MLIPTorchSimModel(ModelInterface):
         self._compute_forces = True
         self._memory_scales_with = "n_atoms_x_density"
         self.model = prepare_model(model, self._device, dtype)
-        default = getattr(self.model, "default_head", None) or getattr(model, "default_head", None)
-        self.head_index = select_head(list(self.model.heads), head, default)
-        self.elements = [int(z) for z in torch.as_tensor(self.model.atomic_numbers).tolist()]
+        heads, default = model_heads(self.model)
+        self.head_index = select_head(heads, head, default, key="MLIPTorchSimModel(head=...)")
+        self.elements = model_elements(self.model)
         self.r_max = float(self.model.r_max)
         self.potential = compile_model(self.model) if compile else None
 
@@ -98,7 +98,7 @@ class MLIPTorchSimModel(ModelInterface):
 
         ``row_cell [S, 3, 3]`` has the lattice vectors as rows (ASE/mlip convention).
         """
-        from mlip.calculator import check_cell, check_elements
+        from mlip.inference import check_cell, check_elements
         from mlip.data.neighbors import neighbor_list
 
         num_systems = row_cell.shape[0]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from mlip.config import Config, HeadConfig, resolve_heads
-from mlip.data.batch import collate, make_loader
+from mlip.data.batch import collate, make_loader, pack_greedy
 from mlip.data.configuration import Configuration
 from mlip.data.elements import symbols
 from mlip.data.coverage import check_coverage, format_coverage_table
@@ -40,7 +40,6 @@ from mlip.nn.hparams import ModelHyperparameters
 from mlip.train import statistics
 from mlip.train.loss import PROPERTIES
 from mlip.train.notices import split_notices
-from mlip.train.metrics import budget_chunks
 from mlip.train.trainer import EvalSource, TrainerHooks
 
 SPLITS = ("train", "valid", "test")
@@ -182,7 +181,7 @@ def eval_batches(
 ) -> EvalSource:
     """Deterministic, in-order batches under the same budget rule as training."""
     sizes = graphs.graph_sizes() if hasattr(graphs, "graph_sizes") else [graph_sizes(g) for g in graphs]
-    chunks = budget_chunks([a for a, _ in sizes], [e for _, e in sizes], batch_size, max_atoms, max_edges)
+    chunks = pack_greedy(sizes, batch_size, max_atoms, max_edges)
 
     def batches() -> Iterator[tuple[dict[str, torch.Tensor], list[str]]]:
         for idx in chunks:

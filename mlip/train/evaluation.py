@@ -16,24 +16,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlip.data import keys
 from mlip.data.configuration import Configuration
 from mlip.data.io import read_configurations
-from mlip.data.structures import structures_to_graphs
 from mlip.errors import DataError
 from mlip.files import atomic_path, atomic_write_text
-from mlip.train.metrics import ALL, FrameErrors, evaluate, format_table
-from mlip.train.data_setup import eval_batches
+from mlip.inference import predict_chunks, split_frames
+from mlip.nn.heads import model_heads
+from mlip.train.metrics import ALL, FrameErrors, format_table
 
 JSON_KEYS = (
     "energy_rmse_per_atom", "energy_mae_per_atom", "forces_rmse", "forces_mae", "stress_rmse", "stress_mae",
 )
-
-
-def _model_dtype(model: torch.nn.Module) -> torch.dtype:
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.float64
 
 
 def predict_configurations(
@@ -41,32 +35,26 @@ def predict_configurations(
     configs: Sequence[Configuration],
     batch_size: int = 16,
     device: torch.device | str = "cpu",
+    head: str | None = None,
+    source: str = "structure",
 ) -> tuple[FrameErrors, list[dict[str, np.ndarray]]]:
     """Errors and per-frame predictions (``energy`` float, ``forces`` [N,3], ``stress`` [3,3] or None,
-    ``node_energy`` [N], eV)."""
-    heads = list(getattr(model, "heads", ["Default"]))
-    r_max = float(model.r_max)
-    dtype = _model_dtype(model)
-    graphs = structures_to_graphs(configs, r_max, heads)
-    src = eval_batches(graphs, [c.config_type for c in configs], batch_size, dtype, None, None)
-    periodic = any(bool(np.any(c.pbc)) for c in configs)
+    ``node_energy`` [N], eV), through the one engine (:func:`mlip.inference.predict_chunks`).
+
+    Heads follow :func:`mlip.nn.heads.frame_head`: ``head`` for every frame, else each frame's own, else
+    the model's default. ``source`` names the frames in error messages (the file they came from).
+    """
+    heads, _ = model_heads(model)
+    errors = FrameErrors()
     preds: list[dict[str, Any]] = []
-
-    def collect(batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> None:
-        ptr = batch["ptr"].cpu().numpy()
-        for b in range(len(ptr) - 1):
-            stress = out.get("stress") if periodic else None
-            preds.append({
-                "energy": float(out["energy"][b].detach().cpu()),
-                "forces": out["forces"][ptr[b]: ptr[b + 1]].detach().cpu().double().numpy(),
-                "node_energy": out["node_energy"][ptr[b]: ptr[b + 1]].detach().cpu().double().numpy(),
-                "stress": None if stress is None else stress[b].detach().cpu().double().numpy(),
-            })
-
-    errors, _ = evaluate(model, src.batches, heads, periodic, None, device, on_output=collect)
-    for p, c in zip(preds, configs):
-        if not np.any(c.pbc):
-            p["stress"] = None
+    wanted = (keys.ENERGY, keys.FORCES, keys.NODE_ENERGY, keys.STRESS)
+    for chunk, out in predict_chunks(model, configs, head, batch_size, device, compute_stress=True, source=source):
+        errors.add_batch(chunk.batch, out, heads, [c.config_type for c in chunk.configs])
+        for frame, config in zip(split_frames(chunk.batch, out, wanted), chunk.configs):
+            frame.setdefault(keys.STRESS, None)
+            if not np.any(config.pbc):
+                frame[keys.STRESS] = None
+            preds.append(frame)
     return errors, preds
 
 
@@ -111,25 +99,13 @@ def evaluate_file(
     """Evaluate ``model`` on ``data``; print the table; write predictions/JSON when asked; return the metrics.
 
     ``info_prefix`` and ``node_energies``: the prediction keys of ``output`` (see the module docstring)."""
-    heads = list(getattr(model, "heads", ["Default"]))
-    if head is not None and head not in heads:
-        raise DataError(f"--head {head}: the model has heads {', '.join(heads)}")
-    if head is None and len(heads) == 1:
-        head = heads[0]
-    default = getattr(model, "default_head", None)
     configs = read_configurations(
-        data, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, head=head,
+        data, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key,
         allowed_numbers=[int(z) for z in model.atomic_numbers],
     )
-    for i, c in enumerate(configs):
-        if c.head not in heads and default in heads:  # frames without a known head: the model's default
-            c.head = default
-        if c.head not in heads:
-            raise DataError(f"{data}: frame {i}: head '{c.head}' is not one of the model's heads "
-                            f"({', '.join(heads)}); pass --head")
     if not configs:
         raise DataError(f"{data}: no frames")
-    errors, preds = predict_configurations(model, configs, batch_size, device)
+    errors, preds = predict_configurations(model, configs, batch_size, device, head=head, source=str(data))
     grouped = errors.grouped()
     log(format_table(grouped, f"{data}: {len(configs)} frames"))
     summary = errors.summary()

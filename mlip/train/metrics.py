@@ -18,33 +18,6 @@ import torch
 ALL = "all"
 
 
-def budget_chunks(
-    sizes_atoms: Sequence[int],
-    sizes_edges: Sequence[int],
-    batch_size: int,
-    max_atoms: int | None = None,
-    max_edges: int | None = None,
-) -> list[list[int]]:
-    """Split frame indices 0..n-1, in order, into chunks of at most ``batch_size`` frames whose total
-    atoms / edges stay within ``max_atoms`` / ``max_edges`` (a single frame over budget gets its own chunk)."""
-    chunks: list[list[int]] = []
-    cur: list[int] = []
-    n_at = n_ed = 0
-    for i, (a, e) in enumerate(zip(sizes_atoms, sizes_edges)):
-        over = len(cur) >= batch_size
-        over |= max_atoms is not None and n_at + a > max_atoms
-        over |= max_edges is not None and n_ed + e > max_edges
-        if cur and over:
-            chunks.append(cur)
-            cur, n_at, n_ed = [], 0, 0
-        cur.append(i)
-        n_at += a
-        n_ed += e
-    if cur:
-        chunks.append(cur)
-    return chunks
-
-
 @dataclass
 class FrameErrors:
     """Per-frame error sums collected during evaluation (numpy, float64)."""

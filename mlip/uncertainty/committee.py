@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from mlip.device import model_device, model_dtype
 from mlip.errors import ConfigError
 from mlip.inference import evaluate
 
@@ -34,8 +35,8 @@ class Committee:
 
     def potential(self, model: torch.nn.Module) -> CommitteePotential:
         """The committee on ``model``'s device and dtype (``model`` itself only fixes those)."""
-        param = next(model.parameters())
-        return CommitteePotential([_load(m, param.device, param.dtype) for m in self.members], self.scale2)
+        device, dtype = model_device(model), model_dtype(model)
+        return CommitteePotential([_load(m, device, dtype) for m in self.members], self.scale2)
 
 
 def _load(member: str | Path | torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
@@ -57,10 +58,10 @@ class CommitteePotential:
     """``potential(batch, compute_stress=False) -> dict`` with committee means and spreads."""
 
     def __init__(self, models: list[torch.nn.Module], scale2: float = 1.0) -> None:
-        heads = [list(m.heads) for m in models]
+        head_lists = [list(m.heads) for m in models]
         elements = [list(m.atomic_numbers) for m in models]
-        if any(h != heads[0] for h in heads) or any(e != elements[0] for e in elements):
-            raise ConfigError(f"committee members differ in heads {heads} or elements {elements}")
+        if any(h != head_lists[0] for h in head_lists) or any(e != elements[0] for e in elements):
+            raise ConfigError(f"committee members differ in heads {head_lists} or elements {elements}")
         self.models = models
         self.model = models[0]  # heads, r_max and dtype for batching
         self.scale2 = float(scale2)

@@ -73,12 +73,6 @@ def _blocks(model: torch.nn.Module) -> list[_Block]:
     return blocks
 
 
-def model_dtype(model: torch.nn.Module) -> torch.dtype:
-    """The float dtype of the model's parameters and features (``MACE.dtype``; E0s/scale/shift stay float64)."""
-    dtype = getattr(model, "dtype", None)
-    return dtype if isinstance(dtype, torch.dtype) else next(model.parameters()).dtype
-
-
 def feature_dim(model: torch.nn.Module) -> int:
     """P, the number of last-layer features per head."""
     return sum(int(b.columns.shape[1]) for b in _blocks(model))

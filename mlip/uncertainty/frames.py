@@ -6,46 +6,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from mlip.data.configuration import Configuration
 from mlip.errors import ConfigError
-from mlip.uncertainty.llpr import iter_batches
-
-
-def to_configuration(structure: Any, head: str | None = None) -> Configuration:
-    """A label-free :class:`Configuration` of an ASE ``Atoms`` (a Configuration is passed through, head set)."""
-    if isinstance(structure, Configuration):
-        config = dataclasses.replace(structure)
-    else:
-        config = Configuration(numbers=np.asarray(structure.numbers), positions=np.asarray(structure.positions),
-                               cell=np.asarray(structure.cell), pbc=np.asarray(structure.pbc))
-    if head is not None:
-        config.head = head
-    return config
-
-
-def _configs(potential: Any, structures: Sequence[Any], head: str | None) -> list[Configuration]:
-    """Configurations with their heads: ``head`` if given, else an Atoms' ``info['head']`` or a
-    Configuration's own head, else the model's default or only head."""
-    heads = list(potential.model.heads)
-    if head is not None and head not in heads:
-        raise ConfigError(f"unknown head {head!r}; the model's heads are {heads}")
-    default = getattr(potential.model, "default_head", None)
-    fallback = heads[0] if len(heads) == 1 else (default if default in heads else None)
-    configs = []
-    for i, s in enumerate(structures):
-        own = s.head if isinstance(s, Configuration) else (getattr(s, "info", {}) or {}).get("head")
-        chosen = head or (own if own in heads else fallback)
-        if chosen is None:
-            raise ConfigError(f"structure {i}: head {own!r} is not one of the model's heads {heads}; pass a head")
-        configs.append(to_configuration(s, chosen))
-    return configs
+from mlip.inference import predict_chunks
 
 
 def predict_frames(
@@ -60,10 +28,13 @@ def predict_frames(
     ``forces_uncertainty`` [N] (eV/A, per-atom norm), ``forces_variance`` [N, 3] (eV^2/A^2) and
     ``forces_rmse_uncertainty`` (eV/A: ``sqrt(mean over components of the variance)``, the predicted
     force RMSE of the frame). Stress is not computed here (use the calculator for one cell)."""
-    configs = _configs(potential, structures, head)
     frames: list[dict[str, Any]] = []
-    for batch in iter_batches(potential.model, configs, batch_size, device):
-        out = potential(batch, compute_stress=False, compute_forces=compute_forces)
+
+    def call(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return potential(batch, compute_stress=False, compute_forces=compute_forces)
+
+    for chunk, out in predict_chunks(potential.model, structures, head, batch_size, device, call=call):
+        batch = chunk.batch
         ptr = batch["ptr"].tolist()
         for b in range(len(ptr) - 1):
             frame = {"energy": float(out["energy"][b]), "energy_uncertainty": float(out["energy_uncertainty"][b])}
@@ -87,10 +58,12 @@ def energy_difference_uncertainty(
     spread of the members' differences. Both from the energy covariance ``C_ij = z_i . z_j`` (``z`` = the
     potential's ``proj``), ``sigma_ij^2 = C_ii + C_jj - 2 C_ij``, so correlated errors cancel.
     """
-    configs = _configs(potential, structures, head)
     energies, z = [], []
-    for batch in iter_batches(potential.model, configs, batch_size, device):
-        out = potential(batch, compute_stress=False, compute_forces=False)
+
+    def call(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return potential(batch, compute_stress=False, compute_forces=False)
+
+    for _, out in predict_chunks(potential.model, structures, head, batch_size, device, call=call):
         energies.append(out["energy"].double().cpu())
         z.append(out["proj"].double().cpu())
     zz = torch.cat(z)

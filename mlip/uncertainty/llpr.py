@@ -25,10 +25,11 @@ from typing import Any
 import torch
 
 from mlip.data.configuration import Configuration
-from mlip.data.structures import structure_batches
+from mlip.device import model_device, model_dtype
 from mlip.errors import DataError, ModelFileError
+from mlip.inference import frame_chunks
 from mlip.uncertainty.core import calibrate, covariance_factor
-from mlip.uncertainty.features import feature_dim, model_dtype, readout_weights
+from mlip.uncertainty.features import feature_dim, readout_weights
 from mlip.uncertainty.predict import evaluate_with_features
 
 FORMAT_VERSION = 1
@@ -117,9 +118,10 @@ class LLPR:
 def iter_batches(
     model: torch.nn.Module, configs: Iterable[Configuration], batch_size: int, device: torch.device | str = "cpu"
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """Graphs built and collated ``batch_size`` at a time (memory: one batch of graphs)."""
-    for _, _, batch in structure_batches(configs, model.r_max, model.heads, batch_size, model_dtype(model), device):
-        yield batch
+    """Graphs built and collated ``batch_size`` at a time (memory: one batch of graphs), heads by the one
+    rule (:func:`mlip.nn.heads.frame_head`): the engine of :func:`mlip.inference.frame_chunks`."""
+    for chunk in frame_chunks(model, configs, batch_size=batch_size, device=device):
+        yield chunk.batch
 
 
 def accumulate_gram(
@@ -238,12 +240,12 @@ class LLPRPotential:
     def __init__(self, model: torch.nn.Module, llpr: LLPR, force_samples: int | None = None, seed: int = 0) -> None:
         llpr.check(model)
         self.model = model
-        param = next(model.parameters())
+        device, dtype = model_device(model), model_dtype(model)
         p = feature_dim(model)
         self.missing = [name for name in model.heads if name not in llpr.heads]
         factors = torch.stack([llpr.heads[name].factor() if name in llpr.heads else torch.zeros(p, p, dtype=torch.float64)
                                for name in model.heads])  # [H, P, P] float64
-        self.factors = factors.to(param.device, param.dtype)
+        self.factors = factors.to(device, dtype)
         if force_samples is None:
             self.directions = self.factors
         else:
@@ -251,7 +253,7 @@ class LLPRPotential:
                 raise ValueError(f"force_samples must be >= 1 or None, got {force_samples}")
             gen = torch.Generator().manual_seed(seed)
             omega = torch.randn(factors.shape[2], force_samples, generator=gen, dtype=torch.float64)
-            self.directions = (factors @ omega / force_samples**0.5).to(param.device, param.dtype)
+            self.directions = (factors @ omega / force_samples**0.5).to(device, dtype)
 
     def __call__(
         self, batch: dict[str, torch.Tensor], compute_stress: bool = False, compute_forces: bool = True

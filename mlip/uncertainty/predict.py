@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 
 from mlip.inference import strain_batch
-from mlip.uncertainty.features import capture_features, model_dtype, structure_features
+from mlip.device import model_dtype
+from mlip.uncertainty.features import capture_features, structure_features
 
 BATCHED_VJP: bool | None = None
 """Default of :func:`_batched_vjp`'s ``batched`` (None: vmap on CUDA, loop elsewhere); a benchmarking switch."""

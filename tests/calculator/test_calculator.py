@@ -13,7 +13,8 @@ from ase.calculators.calculator import PropertyNotImplementedError
 from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 
 from calc_support import morse_energy, si_cell
-from mlip.calculator import MLIPCalculator, check_cell, perpendicular_widths
+from mlip.calculator import MLIPCalculator
+from mlip.inference import check_cell, perpendicular_widths
 from mlip.errors import ConfigError, DataError
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from ase import Atoms
 
 from mlip.data.configuration import Configuration
 from mlip.data.structures import as_configuration, structure_batches, structures_to_graphs
+from mlip.errors import DataError
 
 
 def _configs(n):
@@ -34,7 +36,9 @@ def test_head_override_and_atoms():
     graphs = structures_to_graphs([atoms, _configs(1)[0]], 3.0, ["A", "B"], head="A")
     assert [int(g["head"]) for g in graphs] == [0, 0]
     assert not bool(graphs[0]["has_energy"]) and bool(graphs[1]["has_energy"])
-    assert int(structures_to_graphs([atoms], 3.0, ["A", "B"])[0]["head"]) == 0  # Atoms: first head
+    assert int(structures_to_graphs([atoms], 3.0, ["B", "Default"])[0]["head"]) == 1  # Atoms: the unnamed head
+    with pytest.raises(DataError, match="unknown head 'Default'"):  # no head rule here: that is mlip.nn.heads'
+        structures_to_graphs([atoms], 3.0, ["A", "B"])
     c = as_configuration(atoms, "B")
     assert c.head == "B" and c.energy is None and c.numbers.tolist() == [1, 1, 8]
 

@@ -295,7 +295,8 @@ def test_tiny_finetune_run_end_to_end(tmp_path):
     info, state = read_model_info(path)
     assert info["heads"] == ["Default", "pt"] and info["metadata"]["default_head"] == "pt"
     model = load_model(path)
-    from mlip.calculator import MLIPCalculator, select_head
+    from mlip.calculator import MLIPCalculator
+    from mlip.nn.heads import select_head
 
     assert model.default_head == "pt" and MLIPCalculator(model).head == "pt"  # default head at inference
     assert select_head(["a", "b"], None, "b") == 1 and select_head(["a", "b"], "a", "b") == 0

@@ -18,6 +18,7 @@ import copy
 import numpy as np
 import torch
 
+from mlip.device import model_device, model_dtype
 from mlip.errors import ConfigError, ModelFileError
 from mlip.nn.backends import BACKENDS
 from mlip.nn.model import build_model
@@ -27,15 +28,6 @@ __all__ = ["CHECK_RTOL", "check_structure_batch", "compare_models", "convert_bac
 
 # tolerances of the self-check, relative to the largest magnitude of each output
 CHECK_RTOL = {torch.float64: 1e-10, torch.float32: 2e-4}
-
-
-def _model_dtype(model: torch.nn.Module) -> torch.dtype:
-    dtype = getattr(model, "dtype", None)  # MACE.dtype (its energy constants stay float64)
-    return dtype if isinstance(dtype, torch.dtype) else next(model.parameters()).dtype
-
-
-def _model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def check_structure_batch(model: torch.nn.Module, dtype: torch.dtype, device: torch.device) -> dict[str, torch.Tensor]:
@@ -81,7 +73,7 @@ def check_structure_batch(model: torch.nn.Module, dtype: torch.dtype, device: to
 
 def compare_models(reference: torch.nn.Module, candidate: torch.nn.Module) -> float:
     """Largest relative difference of energy, forces and stress over every head on the built-in structure."""
-    dtype, device = _model_dtype(reference), _model_device(reference)
+    dtype, device = model_dtype(reference), model_device(reference)
     batch = check_structure_batch(reference, dtype, device)
     worst = 0.0
     for h in range(len(reference.heads)):
@@ -107,7 +99,7 @@ def convert_backend(model: torch.nn.Module, backend: str, check: bool = True) ->
     """
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    dtype, device = _model_dtype(model), _model_device(model)
+    dtype, device = model_dtype(model), model_device(model)
     hp = copy.deepcopy(model.hparams)
     hp.backend = backend
     new = build_model(hp, dtype=torch.float64)
@@ -134,7 +126,7 @@ def verify_backends_agree(reference: torch.nn.Module, candidate: torch.nn.Module
     """Raise :class:`ModelFileError` unless both models agree on the built-in structure; returns the difference."""
     with torch.enable_grad():
         diff = compare_models(reference, candidate)
-    tol = CHECK_RTOL.get(_model_dtype(reference), 2e-4)
+    tol = CHECK_RTOL.get(model_dtype(reference), 2e-4)
     if not diff <= tol:
         raise ModelFileError(
             f"{what}: the two backends disagree on the check structure (relative difference {diff:.2e} > {tol:.0e}); "
