@@ -251,8 +251,8 @@ class FinetuneConfig:
     head has that name)."""
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     freeze: list[str] = field(default_factory=list)
-    """Parameter groups (name prefixes) to freeze: ``node_embedding``, ``radial_embedding``,
-    ``interactions``, ``products``, ``readouts`` or a finer prefix such as ``interactions.0``."""
+    """Parameter groups (name prefixes) to freeze: ``node_embedding``, ``radial_embedding`` (every layer's
+    radial MLP), ``interactions``, ``products``, ``readouts`` or a finer prefix such as ``interactions.0``."""
     default_head: str | None = None
     """Head used at inference when none is asked for (default: the first data head)."""
 

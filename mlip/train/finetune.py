@@ -34,7 +34,9 @@ from mlip.errors import ConfigError, DataError
 from mlip.nn.heads import select_head
 from mlip.nn.hparams import ModelHyperparameters
 
-#: Top-level parameter groups of :class:`mlip.nn.model.MACE` that ``freeze`` may name.
+#: Top-level parameter groups of :class:`mlip.nn.model.MACE` that ``freeze`` may name. ``radial_embedding``
+#: (Bessel basis, envelope, Agnesi transform) holds only fixed buffers; as a freeze group it stands for the
+#: learnable radial functions, the radial MLP of every interaction (``interactions.N.radial``).
 PARAMETER_GROUPS = ("node_embedding", "radial_embedding", "interactions", "products", "readouts", "edge_readout")
 
 
@@ -228,22 +230,45 @@ def _matches(name: str, group: str) -> bool:
     return name == group or name.startswith(group + ".")
 
 
-def _check_group(model: torch.nn.Module, group: str) -> None:
+def _is_radial_mlp(name: str) -> bool:
+    """``interactions.N.radial.*``: the learnable radial function of layer N."""
+    parts = name.split(".")
+    return len(parts) > 3 and parts[0] == "interactions" and parts[2] == "radial"
+
+
+def group_parameters(model: torch.nn.Module, group: str) -> list[str]:
+    """Names of the parameters that the freeze group ``group`` covers: those named ``group`` or starting
+    with ``group.``; ``radial_embedding`` also covers every layer's radial MLP (see :data:`PARAMETER_GROUPS`)."""
     names = [n for n, _ in model.named_parameters()]
-    if not any(_matches(n, group) for n in names):
-        options = sorted(set(PARAMETER_GROUPS) | {n.rsplit(".", 1)[0] for n in names})
-        close = difflib.get_close_matches(group, options, n=1, cutoff=0.6)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"config key 'finetune.freeze': '{group}' matches no parameter of the model{hint}")
+    return [n for n in names if _matches(n, group) or (group == "radial_embedding" and _is_radial_mlp(n))]
+
+
+def _check_group(model: torch.nn.Module, group: str) -> None:
+    """ConfigError when ``group`` covers no parameter; the hint never repeats the refused name."""
+    if group_parameters(model, group):
+        return
+    names = [n for n, _ in model.named_parameters()]
+    options = (set(PARAMETER_GROUPS) | {n.rsplit(".", 1)[0] for n in names}) - {group}
+    close = difflib.get_close_matches(group, sorted(options), n=1, cutoff=0.6)
+    valid = [g for g in PARAMETER_GROUPS if group_parameters(model, g)]
+    if group in PARAMETER_GROUPS:  # a real group this model lacks (edge_readout): no look-alike guess
+        hint = f" (it has no {group}); use one of {', '.join(valid)}"
+    elif close and group_parameters(model, close[0]):
+        hint = f" (did you mean '{close[0]}'?)"
+    else:
+        hint = f"; use one of {', '.join(valid)} or a finer prefix such as 'interactions.0'"
+    raise ConfigError(f"config key 'finetune.freeze': '{group}' matches no parameter of the model{hint}")
 
 
 def freeze_parameters(model: torch.nn.Module, groups: list[str]) -> list[str]:
-    """Set ``requires_grad=False`` on every parameter whose name is a group or starts with ``group.``."""
-    frozen = []
+    """Set ``requires_grad=False`` on every parameter of the groups (:func:`group_parameters`); returns
+    their names in parameter order."""
     for group in groups:
         _check_group(model, group)
+    chosen = {n for g in groups for n in group_parameters(model, g)}
+    frozen = []
     for name, param in model.named_parameters():
-        if any(_matches(name, g) for g in groups):
+        if name in chosen:
             param.requires_grad_(False)
             frozen.append(name)
     return frozen

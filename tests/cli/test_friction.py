@@ -1,0 +1,86 @@
+"""Friction a new user hit (issue 26, "Friction a new user hit", items 2-7): each test reproduces one
+stumble and checks the fixed behaviour."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "nn"))
+
+from small_models import VARIANTS, small_model  # noqa: E402
+
+from mlip.errors import ConfigError  # noqa: E402
+from mlip.train.finetune import PARAMETER_GROUPS, freeze_parameters, group_parameters  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ------------------------------------------------------------------ item 2: finetune.freeze group names
+
+
+def documented_freeze_groups() -> set[str]:
+    """The group names docs/config.md (the ``freeze`` row) and docs/multifidelity.md (the ``freeze``
+    bullet) list."""
+    names: set[str] = set()
+    config_md = (REPO / "docs" / "config.md").read_text().splitlines()
+    rows = [line for line in config_md if line.startswith("| `freeze`")]
+    multi = (REPO / "docs" / "multifidelity.md").read_text()
+    start = multi.index("- `freeze`:")
+    bullet = multi[start: multi.index("\n- ", start + 1)]
+    for text in rows + [bullet]:
+        names |= set(re.findall(r"`([a-z_]+(?:\.\d+)?)`", text))
+    return names - {"freeze"}
+
+
+def test_documented_freeze_groups_are_the_model_groups():
+    documented = documented_freeze_groups()
+    assert {"node_embedding", "radial_embedding", "interactions", "products", "readouts"} <= documented
+    assert documented - {"interactions.0"} <= set(PARAMETER_GROUPS)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_documented_freeze_group_matches_what_it_describes(variant):
+    model = small_model(variant)
+    names = [n for n, _ in model.named_parameters()]
+    for group in sorted(documented_freeze_groups()):
+        covered = group_parameters(model, group)
+        assert covered, f"{group} covers nothing on {variant}"
+        if group == "radial_embedding":  # the learnable radial functions: every layer's radial MLP
+            assert covered == [n for n in names if ".radial." in n]
+            assert {n.split(".")[1] for n in covered} == {"0", "1"}
+        else:
+            assert covered == [n for n in names if n.startswith(group + ".")]
+
+
+def test_freeze_radial_embedding_freezes_only_the_radial_mlps():
+    model = small_model("residual", seed=7)
+    frozen = freeze_parameters(model, ["radial_embedding", "node_embedding"])
+    try:
+        assert frozen and all(n.startswith("node_embedding.") or ".radial." in n for n in frozen)
+        assert "node_embedding.weight" in frozen
+        assert all(p.requires_grad == (n not in frozen) for n, p in model.named_parameters())
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+
+
+@pytest.mark.parametrize("group, expected", [
+    ("interactionz", "(did you mean 'interactions'?)"),
+    ("radial_embeding", "(did you mean 'radial_embedding'?)"),
+    ("edge_readout", "(it has no edge_readout); use one of node_embedding, radial_embedding, interactions, "
+                     "products, readouts"),
+    ("nothing_like_it", "use one of node_embedding, radial_embedding, interactions, products, readouts or a"),
+])
+def test_freeze_hint_never_suggests_the_refused_name(group, expected):
+    model = small_model("residual")  # no edge readout
+    with pytest.raises(ConfigError) as err:
+        freeze_parameters(model, [group])
+    message = str(err.value)
+    assert message.startswith(f"config key 'finetune.freeze': '{group}' matches no parameter of the model")
+    assert expected in message
+    assert f"did you mean '{group}'" not in message
+    assert "\n" not in message
