@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -37,7 +39,10 @@ def _editable_of_this_repo(dist: importlib.metadata.Distribution) -> bool:
     if not text:
         return False
     info = json.loads(text)
-    return bool(info.get("dir_info", {}).get("editable")) and info.get("url") == REPO.as_uri()
+    url = urllib.parse.urlparse(info.get("url", ""))
+    if url.scheme != "file" or not info.get("dir_info", {}).get("editable"):
+        return False
+    return Path(urllib.request.url2pathname(url.path)).resolve() == REPO
 
 
 def test_distribution_name_version_and_commands():
