@@ -216,10 +216,12 @@ def build_hparams(cfg: Config, heads: dict[str, HeadData], log: Any = print) -> 
     zs = sorted({int(z) for hd in heads.values() for split in SPLITS for c in getattr(hd, split) for z in c.numbers})
     zs = sorted(set(zs) | {int(z) for hd in heads.values() for c in hd.isolated for z in c.numbers})
     r_max = float(cfg.model.r_max)
+    frames = [c for hd in heads.values() for split in (*SPLITS, "isolated") for c in getattr(hd, split)]
     records: dict[str, HeadStatistics] = {}
     for name, hd in heads.items():
         where = f"data.heads.{name}.e0s" if cfg.data.heads else "data.e0s"
-        e0 = statistics.atomic_energies(hd.spec.e0s, hd.train, hd.isolated, zs, head=name, where=where, log=log)
+        e0 = statistics.atomic_energies(hd.spec.e0s, hd.train, hd.isolated, zs, head=name, where=where, log=log,
+                                        data=frames)
         records[name] = data_stats.head_statistics(hd.train, e0, r_max, hd.spec.e0s)
     return hparams_from_records(cfg, records, zs, log=log)
 

@@ -26,6 +26,17 @@ def _files_of(configs: Sequence[Configuration]) -> list[str]:
     return out
 
 
+def _files_with(configs: Sequence[Configuration], zs: Sequence[int]) -> list[str]:
+    """The files (in order of first appearance) holding a frame with any of the atomic numbers ``zs``."""
+    wanted = {int(z) for z in zs}
+    out: list[str] = []
+    for c in configs:
+        name = c.source.rsplit(":", 1)[0] if c.source else ""
+        if name and name not in out and wanted & {int(z) for z in c.numbers}:
+            out.append(name)
+    return out
+
+
 def atomic_energies(
     spec: str | Mapping[str, float],
     train: Sequence[Configuration],
@@ -34,6 +45,7 @@ def atomic_energies(
     head: str = "Default",
     where: str = "data.e0s",
     log: Callable[[str], None] | None = print,
+    data: Sequence[Configuration] | None = None,
 ) -> dict[int, float]:
     """E0 per atomic number for every element of ``zs`` (eV).
 
@@ -41,7 +53,8 @@ def atomic_energies(
     of the training energies on the element counts, mace-torch's "average"), a mapping element -> eV, or a
     file: JSON/YAML mapping, or a structure file of isolated atoms (:mod:`mlip.data.elements`).
     ``log`` receives the one-line warning when the training compositions do not determine the E0s
-    (``None``: a Python warning)."""
+    (``None``: a Python warning). ``data``: every frame whose elements made up ``zs`` (all splits and heads;
+    default ``train``): an element without an E0 is reported with the files it came from."""
     warn = None if log is None else (lambda msg: log(f"warning: {msg}"))
     if isinstance(spec, str) and spec in ("fit", "average"):
         frames = split_isolated(train)[0] or list(train)
@@ -54,9 +67,8 @@ def atomic_energies(
         source = f"{where} ({spec})" if isinstance(spec, str) else f"config key '{where}'"
     missing = [int(z) for z in zs if int(z) not in found]
     if missing:
-        data = [f for f in _files_of(train) if any(int(z) in missing for c in train if c.source.startswith(f)
-                                                   for z in c.numbers)] or _files_of(train)
-        raise elements.missing_elements_error(missing, f"E0s of head '{head}'", data, source)
+        files = _files_with(train if data is None else data, missing) or _files_of(train)
+        raise elements.missing_elements_error(missing, f"E0s of head '{head}'", files, source)
     return {int(z): float(found[int(z)]) for z in zs}
 
 

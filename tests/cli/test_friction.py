@@ -84,3 +84,20 @@ def test_freeze_hint_never_suggests_the_refused_name(group, expected):
     assert expected in message
     assert f"did you mean '{group}'" not in message
     assert "\n" not in message
+
+
+# ------------------------------------------------------------------ item 3: the E0 error names the right file
+
+
+def test_e0_error_names_the_file_the_element_came_from(tmp_path, monkeypatch, capsys):
+    from mlip.cli.train import main
+
+    monkeypatch.chdir(REPO)  # configs/demo.yaml names its files relative to the repository root
+    assert Path("data/si/test.xyz").exists()
+    argv = ["--config", "configs/demo.yaml", "data.test=data/si/test.xyz", f"output_dir={tmp_path / 'run'}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith("error: E0s of head 'Default': no energy for Si (found in data/si/test.xyz) in "
+                          "data/acac/isolated_atoms.xyz;")
+    assert "data/acac/train.xyz" not in err
