@@ -1,4 +1,7 @@
-"""``mlip-train --config c.yaml [key.sub=value ...] [--resume]``: train a model (see docs/config.md)."""
+"""``mlip-train --config c.yaml [key.sub=value ...] [--resume]``: train a model (see docs/config.md).
+
+Overrides and options may come in any order (``key=v --resume key2=v2``): the arguments are parsed
+intermixed, overrides applied in the order given."""
 
 from __future__ import annotations
 
@@ -22,8 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, overrides collected from both sides of the options (``key=v --resume key2=v2``)."""
+    return build_parser().parse_intermixed_args(argv)
+
+
 def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     from mlip.config import load_config
     from mlip.train.run import train
 
@@ -45,7 +53,8 @@ def _main(argv: list[str] | None) -> int:
 
 
 def interrupt_hint(args: argparse.Namespace, output_dir: str) -> str:
-    """The one line printed on Ctrl-C: how to continue the run with ``--resume``."""
+    """The one line printed on Ctrl-C: how to continue the run with ``--resume``; it ends with the command
+    (after the only ``": "``), shell-quoted so that it can be pasted as it is."""
     import shlex
     from pathlib import Path
 
@@ -53,8 +62,8 @@ def interrupt_hint(args: argparse.Namespace, output_dir: str) -> str:
     cmd = shlex.join(["mlip-train", "--config", args.config, *args.overrides, "--resume"])
     if ckpts.is_dir() and any(ckpts.glob("*.pt")):
         return f"interrupted; continue from the newest checkpoint in {ckpts} with: {cmd}"
-    return (f"interrupted before the first checkpoint was written (checkpoint.interval epochs); {cmd} "
-            "will start from scratch")
+    return (f"interrupted before the first checkpoint was written (every checkpoint.interval epochs), so this "
+            f"starts from scratch: {cmd}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,3 +101,46 @@ def test_e0_error_names_the_file_the_element_came_from(tmp_path, monkeypatch, ca
     assert err.startswith("error: E0s of head 'Default': no energy for Si (found in data/si/test.xyz) in "
                           "data/acac/isolated_atoms.xyz;")
     assert "data/acac/train.xyz" not in err
+
+
+# ------------------------------------------------------------------ item 4: --resume anywhere; a pasteable hint
+
+
+@pytest.mark.parametrize("argv", [
+    ["--config", "c.yaml", "train.lr=0.005", "--resume", "data.test=[a b.xyz, c.xyz]"],
+    ["--config", "c.yaml", "--resume", "train.lr=0.005", "data.test=[a b.xyz, c.xyz]"],
+    ["train.lr=0.005", "--resume", "data.test=[a b.xyz, c.xyz]", "-c", "c.yaml"],
+    ["--config", "c.yaml", "train.lr=0.005", "data.test=[a b.xyz, c.xyz]", "--resume"],
+])
+def test_overrides_on_both_sides_of_resume(argv):
+    from mlip.cli.train import parse_args
+
+    args = parse_args(argv)
+    assert args.config == "c.yaml" and args.resume is True
+    assert args.overrides == ["train.lr=0.005", "data.test=[a b.xyz, c.xyz]"]
+
+
+@pytest.mark.parametrize("with_checkpoint", [False, True])
+def test_resume_hint_is_a_command_that_parses(tmp_path, monkeypatch, capsys, with_checkpoint):
+    import shlex
+
+    import mlip.train.run
+    from mlip.cli.train import main, parse_args
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlip.train.run, "train", interrupted)
+    monkeypatch.chdir(REPO)
+    run = tmp_path / "my run"
+    if with_checkpoint:
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "epoch-00001.pt").write_bytes(b"")
+    overrides = [f"output_dir={run}", "train.max_epochs=3", "data.e0s={H: -13.6, C: -1030.0, O: -2040.0}"]
+    assert main(["--config", "configs/demo.yaml", overrides[0], "--resume", *overrides[1:]]) == 130
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    command = shlex.split(err.split(": ", 1)[1])  # the hint ends with the command, after its only ': '
+    assert command[0] == "mlip-train"
+    args = parse_args(command[1:])
+    assert (args.config, args.overrides, args.resume) == ("configs/demo.yaml", overrides, True)

@@ -55,8 +55,8 @@ def test_ctrl_c_prints_a_resume_hint(si_clone, capsys, monkeypatch):
     assert main(argv) == 130
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
-    assert err == ("interrupted before the first checkpoint was written (checkpoint.interval epochs); mlip-train "
-                   "--config configs/si.yaml output_dir=run train.max_epochs=3 --resume will start from scratch")
+    assert err == ("interrupted before the first checkpoint was written (every checkpoint.interval epochs), so this "
+                   "starts from scratch: mlip-train --config configs/si.yaml output_dir=run train.max_epochs=3 --resume")
     (si_clone / "run" / "checkpoints").mkdir(parents=True)
     (si_clone / "run" / "checkpoints" / "epoch-00001.pt").write_bytes(b"")
     assert main(argv) == 130
