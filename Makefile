@@ -46,4 +46,4 @@ test: $(VENV)/.installed-test
 	if [ $$rc -eq 5 ]; then echo 'pytest ran no tests' >&2; exit 1; fi; exit $$rc
 
 clean:
-	rm -rf $(VENV) demo_run .pytest_cache mlip.egg-info mlip_torch.egg-info
+	rm -rf $(VENV) runs/demo demo_run .pytest_cache mlip.egg-info mlip_torch.egg-info

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""`make demo`: summarise the bundled acac data, train a small model (configs/demo.yaml) into demo_run/,
+"""`make demo`: summarise the bundled acac data, train a small model (configs/demo.yaml) into runs/demo/,
 then evaluate it on data/acac/test.xyz and print the error table.
 
 Run from the repository root. Takes a few minutes on 2 CPU cores. Extra arguments are config overrides,
@@ -26,20 +26,20 @@ def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
     print("=" * 30, "data", "=" * 30)
     print(summarize_files(["data/acac/train.xyz", "data/acac/test.xyz"]))
-    run = REPO / "demo_run"
+    run = REPO / "runs" / "demo"
     if (run / "checkpoints").is_dir():
         print(f"removing the previous demo run in {run}")
         shutil.rmtree(run)
     print("=" * 30, "training (configs/demo.yaml)", "=" * 30, flush=True)
-    rc = train_main(["--config", "configs/demo.yaml", "output_dir=demo_run", *argv])
+    rc = train_main(["--config", "configs/demo.yaml", "output_dir=runs/demo", *argv])
     if rc:
         return rc
     print("=" * 30, "evaluation on data/acac/test.xyz", "=" * 30, flush=True)
     rc = eval_main([
-        "--model", "demo_run/model.pt", "--data", "data/acac/test.xyz",
-        "--output", "demo_run/test_predictions.xyz", "--json", "demo_run/test_metrics.json",
+        "--model", "runs/demo/model.pt", "--data", "data/acac/test.xyz",
+        "--output", "runs/demo/test_predictions.xyz", "--json", "runs/demo/test_metrics.json",
     ])
-    print(f"demo finished in {time.perf_counter() - t0:.0f} s; run directory: demo_run/ "
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s; run directory: runs/demo/ "
           "(model.pt, metrics.jsonl, learning_curve.png, test_predictions.xyz)")
     return rc
 

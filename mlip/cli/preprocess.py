@@ -1,6 +1,6 @@
 """``mlip-preprocess``: write an on-disk (HDF5) dataset for training sets larger than memory.
 
-    mlip-preprocess --config c.yaml [-o data_dir]        # data section of a training config (default c_h5/)
+    mlip-preprocess --config c.yaml [-o data_dir]        # data section of a training config (default runs/c_h5/)
     mlip-preprocess --data a.xyz b.xyz --energy-key E -o out.h5 [--r-max 5] [--e0s fit]
 
 Frames are streamed (never all in memory) with a progress bar; see docs/scale-out.md.
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--config", "-c", help="training config: its data section is converted (train/valid/test.h5)")
     src.add_argument("--data", nargs="+", help="input structure files (any ASE format)")
     p.add_argument("--output", "-o", default=None,
-                   help="with --config: output directory (default: <config name>_h5 next to it); "
+                   help="with --config: output directory (default: runs/<config name>_h5, git-ignored); "
                         "with --data: output .h5 file (required)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (with --config)")
     p.add_argument("--energy-key", default="energy")
@@ -48,9 +48,7 @@ def _main(argv: list[str] | None) -> int:
     if args.config:
         from mlip.config import load_config
 
-        from pathlib import Path
-
-        out = args.output or str(Path(args.config).with_name(Path(args.config).stem + "_h5"))
+        out = args.output or default_output(args.config)
         preprocess_config(load_config(args.config, args.overrides), out, progress=_progress(args))
         return 0
     if args.overrides:
@@ -65,6 +63,14 @@ def _main(argv: list[str] | None) -> int:
     preprocess_files(args.data, args.output, r_max=args.r_max, e0s=e0s, isolated_atoms=args.isolated_atoms,
                      keys=keys, head=args.head, progress=_progress(args))
     return 0
+
+
+def default_output(config: str) -> str:
+    """Output folder of ``--config`` without ``-o``: ``runs/<config name>_h5`` under the working directory
+    (beside the training runs, git-ignored in a clone; not next to the config, where it littered ``configs/``)."""
+    from pathlib import Path
+
+    return str(Path("runs") / f"{Path(config).stem}_h5")
 
 
 def _progress(args: argparse.Namespace) -> bool:

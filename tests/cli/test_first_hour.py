@@ -42,7 +42,7 @@ def test_shipped_config_runs_one_epoch_from_a_clone(clone, monkeypatch, capsys, 
         line.split("#")[0] for line in (clone / "configs" / f"{name}.yaml").read_text().splitlines())
     if name == "finetune_replay":  # its header: first train the pretrained model on the GFN2 slice
         pre = ["data.heads={xtb: {train: data/acac_gfn2/train.xyz, e0s: isolated, "
-               "isolated_atoms: data/acac_gfn2/isolated_atoms.xyz}}", "output_dir=xtb_run"]
+               "isolated_atoms: data/acac_gfn2/isolated_atoms.xyz}}", "output_dir=runs/xtb"]
         assert main(["--config", "configs/tea_merge.yaml", *pre, *TINY]) == 0
         assert main(["--config", f"configs/{name}.yaml", "output_dir=run", *TINY[7:]]) == 0
     else:

@@ -144,3 +144,68 @@ def test_resume_hint_is_a_command_that_parses(tmp_path, monkeypatch, capsys, wit
     assert command[0] == "mlip-train"
     args = parse_args(command[1:])
     assert (args.config, args.overrides, args.resume) == ("configs/demo.yaml", overrides, True)
+
+
+# ------------------------------------------------------------------ item 5: output folders
+
+
+CONFIG_FILES = sorted((REPO / "configs").glob("*.yaml"))
+
+
+def config_output_dir(path: Path) -> str:
+    """``output_dir`` of a shipped config as written (the schema default when absent); read as YAML because
+    configs/finetune_replay.yaml names a model that exists only after its first step."""
+    import yaml
+
+    from mlip.config import Config
+
+    return str(yaml.safe_load(path.read_text()).get("output_dir", Config.output_dir))
+
+
+def test_every_config_has_its_own_output_dir_under_runs():
+    dirs = {p.name: config_output_dir(p) for p in CONFIG_FILES}
+    assert len(dirs) >= 8
+    assert all(d.startswith("runs/") for d in dirs.values()), dirs
+    assert len(set(dirs.values())) == len(dirs), dirs
+
+
+def default_outputs() -> list[str]:
+    """Where the commands write when not told: every config's run folder, mlip-train's schema default,
+    mlip-preprocess --config without -o, make demo (scripts/demo.py) and the multi-fidelity experiment."""
+    from mlip.cli.preprocess import default_output
+    from mlip.config import Config
+
+    demo = (REPO / "scripts" / "demo.py").read_text()
+    multifidelity = (REPO / "scripts" / "multifidelity_experiment.py").read_text()
+    demo_dir = re.search(r'"output_dir=([^"]+)"', demo).group(1)
+    mf_dir = re.search(r'"--out", default="([^"]+)"', multifidelity).group(1)
+    outputs = [config_output_dir(p) for p in CONFIG_FILES] + [Config.output_dir, demo_dir, mf_dir]
+    outputs += [default_output(f"configs/{p.name}") for p in CONFIG_FILES]
+    return outputs
+
+
+def test_default_outputs_are_git_ignored():
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout (or no git): .gitignore cannot be checked")
+    outputs = default_outputs()
+    assert "runs/si_h5" in outputs and "runs/demo" in outputs
+    for out in outputs:  # a file inside: a folder pattern ('runs/') matches its leading folders
+        r = subprocess.run(["git", "check-ignore", "-q", f"{out}/model.pt"], cwd=REPO)
+        assert r.returncode == 0, f"{out}/ is not git-ignored"
+
+
+def test_preprocess_without_output_writes_under_runs(tmp_path, monkeypatch):
+    import shutil
+
+    pytest.importorskip("h5py", reason="mlip-preprocess needs the 'ondisk' extra (h5py)")
+    from mlip.cli.preprocess import main
+
+    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    shutil.copytree(REPO / "data" / "si", tmp_path / "data" / "si")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--config", "configs/si.yaml", "--no-progress"]) == 0
+    assert (tmp_path / "runs" / "si_h5" / "train.h5").is_file()
+    assert not (tmp_path / "configs" / "si_h5").exists()
