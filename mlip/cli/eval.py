@@ -10,7 +10,8 @@ from mlip.cli.common import run_cli
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlip-eval", description="Evaluate a trained model on a labelled file.")
     p.add_argument("--model", required=True, help="model file written by mlip-train (model.pt)")
-    p.add_argument("--data", required=True, help="structures with reference labels (extended XYZ, ...)")
+    p.add_argument("--data", required=True, help="structures with reference labels (extended XYZ, ...; path, or "
+                   "path@slice such as test.xyz@0:10)")
     p.add_argument("--head", default=None, help="evaluate every frame with this head (default: the model's only "
                    "head, or each frame's 'head' key)")
     p.add_argument("--output", default=None, help="write the frames with predictions <prefix>energy, <prefix>forces, "
@@ -42,6 +43,7 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from pathlib import Path
 
+    from mlip.data.io import split_selection
     from mlip.device import resolve_device, resolve_dtype
     from mlip.errors import ConfigError, DataError
     from mlip.io.model_file import load_model
@@ -57,7 +59,7 @@ def _main(argv: list[str] | None) -> int:
         raise ConfigError("--node-energies: per-atom energies are written to --output; give --output FILE.xyz")
     if not args.info_prefix or any(c.isspace() or c in "=\"'" for c in args.info_prefix):
         raise ConfigError(f"--info-prefix: {args.info_prefix!r} is not a usable key prefix (no spaces, quotes or =)")
-    if not Path(args.data).is_file():
+    if not Path(split_selection(args.data)[0]).is_file():
         raise DataError(f"--data {args.data}: file not found")
     device = resolve_device(args.device, key="--device")
     model = load_model(args.model, device=device, dtype=resolve_dtype(args.dtype) if args.dtype else None)

@@ -20,8 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="fit and calibrate LLPR; write model + LLPR to -o")
     fit.add_argument("--model", required=True, help="model file (mlip-train's model.pt)")
-    fit.add_argument("--train", required=True, help="structures for H0 (the training set; labels not needed)")
-    fit.add_argument("--valid", required=True, help="labelled structures for the calibration of alpha^2 and lambda")
+    fit.add_argument("--train", required=True, help="structures for H0 (the training set; labels not needed); "
+                     "path, or path@slice such as train.xyz@0:1000")
+    fit.add_argument("--valid", required=True, help="labelled structures for the calibration of alpha^2 and lambda "
+                     "(path, or path@slice)")
     fit.add_argument("-o", "--output", required=True, help="model file to write (with the LLPR state)")
     fit.add_argument("--head", default=None, help="treat every frame as this head (default: the model's only "
                      "head, else each frame's 'head' key, else the model's default head)")
@@ -31,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fix the regulariser lambda (units of H0) instead of fitting it")
     fit.add_argument("--batch-size", type=int, default=8, help="structures per batch (memory) [8]")
     fit.add_argument("--chunk-frames", type=int, default=2000,
-                     help="read --train this many frames at a time (memory; H0 is streamed) [2000]")
+                     help="read --train this many frames (of its selection) at a time (memory; H0 is streamed) [2000]")
     fit.add_argument("--energy-key", default="energy", help="energy label of --valid [energy]")
     fit.add_argument("--forces-key", default="forces", help="forces label of --valid [forces]")
     fit.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N [auto]")
@@ -42,42 +44,72 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read(path: str, model: Any, head: str | None, energy_key: str, forces_key: str, flag: str,
-          chunk: int = 0) -> Iterator[Any]:
-    """Configurations of ``path`` with heads checked against the model, isolated atoms dropped.
+def _windows(path: str, index: str, chunk: int) -> Iterator[str | slice]:
+    """The selection ``index`` (ASE syntax) of ``path`` as consecutive windows of at most ``chunk`` frames, in
+    the selection's order; all of it at once when ``chunk <= 0`` or it is one frame. A selection counted from
+    the start is windowed without reading ahead (the caller stops at a short window); one counted from the
+    end (negative start or stop) needs the number of frames, counted first. Steps are positive
+    (:func:`mlip.data.io.split_selection`)."""
+    from ase.io.formats import string2index
 
-    ``chunk > 0`` yields them lazily, ``chunk`` frames read at a time (memory bounded for big training sets).
+    from mlip.data.io import count_frames
+
+    sel = string2index(index)
+    if chunk <= 0 or not isinstance(sel, slice):
+        yield index
+        return
+    step = sel.step or 1
+    if (sel.start or 0) >= 0 and (sel.stop is None or sel.stop >= 0):
+        lo = sel.start or 0
+        while sel.stop is None or lo < sel.stop:
+            hi = lo + chunk * step
+            yield slice(lo, hi if sel.stop is None else min(hi, sel.stop), step)
+            lo = hi
+        return
+    frames = range(*sel.indices(count_frames(path)))
+    for k in range(0, len(frames), chunk):
+        part = frames[k:k + chunk]
+        yield slice(part.start, part.stop, part.step)
+
+
+def _read(spec: str, model: Any, head: str | None, energy_key: str, forces_key: str, flag: str,
+          chunk: int = 0) -> Iterator[Any]:
+    """Configurations of ``spec`` (a file, or ``path@slice``: :func:`mlip.data.io.split_selection`) with heads
+    checked against the model, isolated atoms dropped.
+
+    ``chunk > 0`` yields them lazily, ``chunk`` frames of the selection read at a time (memory bounded for big
+    training sets; :func:`_windows`).
     """
     from pathlib import Path
 
-    from mlip.data.io import is_isolated_atom, read_configurations
+    from mlip.data.io import is_isolated_atom, read_configurations, split_selection
     from mlip.errors import DataError
     from mlip.nn.heads import frame_head, model_heads
 
+    path, index = split_selection(spec)
     if not Path(path).is_file():
         raise DataError(f"{flag} {path}: file not found")
     heads, default = model_heads(model)
     allowed = [int(z) for z in model.atomic_numbers]
-    start, kept = 0, 0
-    while True:
-        index = f"{start}:{start + chunk}" if chunk > 0 else ":"
+    kept = 0
+    for n, window in enumerate(_windows(path, index, chunk)):
         try:
             configs = read_configurations(path, energy_key=energy_key, forces_key=forces_key,
-                                          allowed_numbers=allowed, index=index)
+                                          allowed_numbers=allowed, index=window)
         except DataError as err:
-            if start == 0 or "no frames read" not in str(err):
+            if n == 0 or "no frames read" not in str(err):
                 raise
             configs = []  # past the last frame
-        for i, c in enumerate(configs, start=start):
-            c.head = frame_head(heads, c.head, head, default, key="--head", where=f"{path}: frame {i}")
+        for c in configs:
+            where = "{}: frame {}".format(*c.source.rsplit(":", 1))
+            c.head = frame_head(heads, c.head, head, default, key="--head", where=where)
             if not is_isolated_atom(c):
                 kept += 1
                 yield c
         if chunk <= 0 or len(configs) < chunk:
             break
-        start += chunk
     if not kept:
-        raise DataError(f"{flag} {path}: no frames besides isolated atoms")
+        raise DataError(f"{flag} {spec}: no frames besides isolated atoms")
 
 
 def _fit(args: argparse.Namespace) -> int:

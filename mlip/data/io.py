@@ -21,7 +21,7 @@ import numpy as np
 
 from mlip.data.configuration import PROPERTIES, Configuration
 from mlip.data.neighbors import neighbor_list
-from mlip.errors import MLIPError, frame_error
+from mlip.errors import DataError, MLIPError, frame_error
 from mlip.files import atomic_path
 
 ISOLATED_ATOM_TYPES = ("IsolatedAtom", "isolated_atom")
@@ -49,6 +49,33 @@ def split_isolated(frames: Sequence[Configuration]) -> tuple[list[Configuration]
     for c in frames:
         (isolated if is_isolated_atom(c) else molecular).append(c)
     return molecular, isolated
+
+
+def split_selection(spec: str | os.PathLike) -> tuple[str, str]:
+    """``"path@slice"`` -> ``("path", "slice")``: ``train.xyz@0:10``, ``train.xyz@-5:``, ``train.xyz@::2``,
+    ``train.xyz@3`` (ASE index syntax, frames counted from 0). A spec without ``@``, or the name of an existing
+    file (which may hold an ``@``), is the whole file: ``(spec, ":")``. The one parser of selections
+    (mlip-select, mlip-align, mlip-eval, mlip-uncertainty, mlip-bonds).
+
+    Raises:
+        DataError: the part after the last ``@`` is not a frame index or slice, or its step is not positive
+            (ASE's extxyz reader returns no frames for a backwards slice).
+    """
+    text = str(spec)
+    if "@" not in text or Path(text).exists():
+        return text, ":"
+    path, index = text.rsplit("@", 1)
+    from ase.io.formats import string2index
+
+    try:
+        parsed = string2index(index)
+    except (TypeError, ValueError):
+        parsed = None
+    if not index or not isinstance(parsed, (int, slice)):
+        raise DataError(f"{text}: '{index}' after '@' is not a frame index or slice (e.g. {path}@0:10, {path}@-5:)")
+    if isinstance(parsed, slice) and parsed.step is not None and parsed.step < 1:
+        raise DataError(f"{text}: the step of '{index}' must be at least 1 (frames are read forwards)")
+    return path, index
 
 
 def read_configurations(
@@ -140,6 +167,30 @@ def _frame_numbers(index: str | int | slice) -> tuple[int, int] | None:
     return None
 
 
+def count_frames(path: str | os.PathLike, format: str | None = None) -> int:
+    """Number of frames in ``path``: one pass with ASE, one frame in memory at a time."""
+    import ase.io
+
+    try:
+        return sum(1 for _ in ase.io.iread(str(path), index=":", format=format))
+    except Exception as err:  # noqa: BLE001 - ASE raises many types for unreadable files
+        raise frame_error(str(path), None, None, f"cannot read as a structure file ({_describe(err)})") from None
+
+
+def _resolve_from_end(path: str, index: str | int | slice, format: str | None) -> str | int | slice:
+    """``index`` with a negative frame, start or stop (forward steps) resolved against :func:`count_frames`;
+    anything else, or a frame before the first, unchanged (ASE then reports it)."""
+    from ase.io.formats import string2index
+
+    sel = string2index(index) if isinstance(index, str) else index
+    if isinstance(sel, int):
+        n = sel + count_frames(path, format) if sel < 0 else sel
+        return n if n >= 0 else index
+    if isinstance(sel, slice) and (sel.step or 1) > 0:
+        return slice(*sel.indices(count_frames(path, format)))
+    return index
+
+
 def _iter_frames(path: str, index: str | int | slice, format: str | None):
     """Yield (frame index in the file, Atoms); ASE's exceptions become one-line DataErrors."""
     import ase.io
@@ -157,6 +208,8 @@ def _iter_frames(path: str, index: str | int | slice, format: str | None):
             string2index(index)
         except ValueError:
             raise frame_error(path, None, "index", f"not a frame index or slice: {index!r}") from None
+    if _frame_numbers(index) is None:  # counted from the end: resolve it, so frames are named by their number
+        index = _resolve_from_end(path, index, format)
     numbering = _frame_numbers(index)
     count = 0
     if isinstance(index, int):

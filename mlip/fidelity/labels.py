@@ -110,10 +110,10 @@ def read_structures(spec: str | os.PathLike) -> list[Atoms]:
     """
     import ase.io
 
+    from mlip.data.io import split_selection
+
     spec = str(spec)
-    path, index = spec, ":"
-    if not Path(spec).exists() and "@" in spec:
-        path, index = spec.rsplit("@", 1)
+    path, index = split_selection(spec)
     if not Path(path).is_file():
         raise DataError(f"{path}: file not found")
     try:

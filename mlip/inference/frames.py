@@ -54,6 +54,18 @@ def _own_head(structure: Any) -> str | None:
     return None if head is None else str(head)
 
 
+def _where(structure: Any, source: str, i: int) -> str:
+    """How messages name frame ``i`` of ``source``: a Configuration read from a file by its file and frame
+    there (``Configuration.source``; right for a ``path@slice`` selection too), else ``source: frame i``."""
+    if source == "structure":
+        return f"structure {i}"
+    own = structure.source if isinstance(structure, Configuration) else ""
+    if ":" in own:
+        path, frame = own.rsplit(":", 1)
+        return f"{path}: frame {frame}"
+    return f"{source}: frame {i}"
+
+
 def frame_configurations(
     model: torch.nn.Module, structures: Iterable[Any], head: str | None = None, key: str = "--head",
     source: str = "structure",
@@ -65,8 +77,7 @@ def frame_configurations(
     """
     heads, default = model_heads(model)
     for i, s in enumerate(structures):
-        where = f"{source}: frame {i}" if source != "structure" else f"structure {i}"
-        yield as_configuration(s, frame_head(heads, _own_head(s), head, default, key=key, where=where))
+        yield as_configuration(s, frame_head(heads, _own_head(s), head, default, key=key, where=_where(s, source, i)))
 
 
 def frame_chunks(

@@ -18,7 +18,7 @@ import torch
 
 from mlip.data import keys
 from mlip.data.configuration import Configuration
-from mlip.data.io import read_configurations
+from mlip.data.io import read_configurations, split_selection
 from mlip.errors import DataError
 from mlip.files import atomic_path, atomic_write_text
 from mlip.inference import predict_chunks, split_frames
@@ -59,13 +59,16 @@ def predict_configurations(
 
 
 def write_predictions(path: str | os.PathLike, source: str, configs: Sequence[Configuration],
-                      preds: Sequence[dict[str, Any]], info_prefix: str = "MLIP_", node_energies: bool = False) -> None:
-    """Write the frames of ``source`` (all their original keys) plus ``<info_prefix>*`` predictions, atomically."""
+                      preds: Sequence[dict[str, Any]], info_prefix: str = "MLIP_", node_energies: bool = False,
+                      index: str = ":") -> None:
+    """Write the frames ``index`` of ``source`` (all their original keys) plus ``<info_prefix>*`` predictions,
+    atomically."""
     import ase.io
     from ase import Atoms
 
     try:
-        frames = ase.io.read(source, ":")
+        frames = ase.io.read(source, index)
+        frames = [frames] if isinstance(frames, Atoms) else list(frames)
     except Exception:  # noqa: BLE001 - fall back to the parsed configurations
         frames = []
     if len(frames) != len(configs):
@@ -96,12 +99,14 @@ def evaluate_file(
     info_prefix: str = "MLIP_",
     node_energies: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate ``model`` on ``data``; print the table; write predictions/JSON when asked; return the metrics.
+    """Evaluate ``model`` on ``data`` (a file, or ``path@slice``: :func:`mlip.data.io.split_selection`); print
+    the table; write predictions/JSON when asked; return the metrics.
 
     ``info_prefix`` and ``node_energies``: the prediction keys of ``output`` (see the module docstring)."""
+    path, index = split_selection(data)
     configs = read_configurations(
-        data, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key,
-        allowed_numbers=[int(z) for z in model.atomic_numbers],
+        path, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key,
+        allowed_numbers=[int(z) for z in model.atomic_numbers], index=index,
     )
     if not configs:
         raise DataError(f"{data}: no frames")
@@ -113,7 +118,7 @@ def evaluate_file(
     metrics["n_configs"] = len(configs)
     metrics["per_group"] = {h: {ct: s for ct, s in g.items()} for h, g in grouped.items() if h != ALL}
     if output:
-        write_predictions(output, data, configs, preds, info_prefix, node_energies)
+        write_predictions(output, path, configs, preds, info_prefix, node_energies, index)
         log(f"predictions written to {output}")
     if json_path:
         atomic_write_text(json_path, json.dumps(metrics, indent=1))

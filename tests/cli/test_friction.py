@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "nn"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "uncertainty"))
 
 from small_models import VARIANTS, small_model  # noqa: E402
 
@@ -209,3 +210,146 @@ def test_preprocess_without_output_writes_under_runs(tmp_path, monkeypatch):
     assert main(["--config", "configs/si.yaml", "--no-progress"]) == 0
     assert (tmp_path / "runs" / "si_h5" / "train.h5").is_file()
     assert not (tmp_path / "configs" / "si_h5").exists()
+
+
+# ------------------------------------------------------------------ item 6: path@slice in eval, uncertainty, bonds
+
+
+@pytest.fixture(scope="module")
+def slice_files(tmp_path_factory):
+    """A tiny model, a 14-frame labelled file (teacher model + noise) and its frames 3, 5, 7, 9 on their own."""
+    import ase.io
+    import numpy as np
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from u_support import molecule, tiny_model
+
+    from mlip.calculator import MLIPCalculator
+    from mlip.io.model_file import save_model
+
+    d = tmp_path_factory.mktemp("slices")
+    save_model(tiny_model(seed=5), d / "model.pt")
+    teacher = MLIPCalculator(tiny_model(seed=7))
+    rng = np.random.default_rng(26)
+    frames = []
+    for _ in range(14):
+        c = molecule(rng, int(rng.integers(4, 8)))
+        atoms = Atoms(numbers=c.numbers, positions=c.positions)
+        atoms.calc = teacher
+        e, f = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, energy=e + rng.normal(0, 0.01), forces=f)
+        frames.append(atoms)
+    ase.io.write(d / "all.xyz", frames, format="extxyz")
+    ase.io.write(d / "some.xyz", frames[3:10:2], format="extxyz")
+    ase.io.write(d / "last.xyz", frames[-6:], format="extxyz")
+    ase.io.write(d / "middle.xyz", frames[-11:-2:4], format="extxyz")
+    ase.io.write(d / "tail.xyz", frames[10:], format="extxyz")
+    return d
+
+
+def test_eval_with_a_slice_equals_eval_on_those_frames(slice_files, capsys):
+    import json
+
+    import ase.io
+    import numpy as np
+
+    from mlip.cli.eval import main
+
+    d = slice_files
+    for data, name in ((f"{d / 'all.xyz'}@3:10:2", "sliced"), (d / "some.xyz", "whole")):
+        argv = ["--model", d / "model.pt", "--data", data, "--output", d / f"{name}.xyz", "--json", d / f"{name}.json"]
+        assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    sliced, whole = (json.loads((d / f"{n}.json").read_text()) for n in ("sliced", "whole"))
+    assert sliced["n_configs"] == 4 and sliced == whole
+    got, want = ase.io.read(d / "sliced.xyz", ":"), ase.io.read(d / "whole.xyz", ":")
+    assert [a.info["MLIP_energy"] for a in got] == [a.info["MLIP_energy"] for a in want]
+    assert all(np.array_equal(a.arrays["MLIP_forces"], b.arrays["MLIP_forces"]) for a, b in zip(got, want))
+    assert [a.get_potential_energy() for a in got] == [a.get_potential_energy() for a in want]  # the frames kept
+    capsys.readouterr()
+    assert main(["--model", str(d / "model.pt"), "--data", f"{d / 'all.xyz'}@3:x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {d / 'all.xyz'}@3:x: '3:x' after '@' is not a frame index or slice " \
+                  f"(e.g. {d / 'all.xyz'}@0:10, {d / 'all.xyz'}@-5:)"
+    assert main(["--model", str(d / "model.pt"), "--data", f"{d / 'all.xyz'}@::-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {d / 'all.xyz'}@::-1: the step of '::-1' must be at least 1 (frames are read forwards)"
+
+
+def _llpr_fit(d: Path, name: str, train: str, valid: str, chunk: int) -> object:
+    from mlip.cli.uncertainty import main
+    from mlip.uncertainty import load_llpr
+
+    argv = ["fit", "--model", d / "model.pt", "--train", train, "--valid", valid, "-o", d / f"{name}.pt",
+            "--batch-size", 3, "--chunk-frames", chunk]
+    assert main([str(a) for a in argv]) == 0
+    return load_llpr(d / f"{name}.pt").heads["Default"]
+
+
+@pytest.mark.parametrize("selection, subset, chunk", [
+    ("3:10:2", "some.xyz", 3),      # from the start: windows 3:9:2 and 9:10:2 (the second one short)
+    ("3:10:2", "some.xyz", 2),      # two full windows, 3:7:2 and 7:10:2
+    ("10:", "tail.xyz", 2),         # open end: 10:12, 12:14, then 14:16 past the last frame
+    ("-6:", "last.xyz", 4),         # from the end: frames counted first
+    ("-11:-2:4", "middle.xyz", 2),  # both ends from the end, with a step
+])
+def test_uncertainty_fit_with_a_slice_equals_fit_on_those_frames(slice_files, capsys, selection, subset, chunk):
+    import numpy as np
+
+    d = slice_files
+    tag = f"{subset}{chunk}"
+    a = _llpr_fit(d, f"s_{tag}", f"{d / 'all.xyz'}@{selection}", f"{d / 'all.xyz'}@{selection}", chunk)
+    b = _llpr_fit(d, f"w_{tag}", str(d / subset), str(d / subset), 1000)
+    n = len((d / subset).read_text().split("Properties=")) - 1
+    assert a.n_train == b.n_train == n and a.n_valid == b.n_valid == n
+    assert np.allclose(np.asarray(a.gram), np.asarray(b.gram), rtol=1e-12, atol=1e-12)
+    assert a.alpha2 == pytest.approx(b.alpha2, rel=1e-9) and a.reg == pytest.approx(b.reg, rel=1e-9)
+    capsys.readouterr()
+
+
+def test_a_selection_from_the_end_names_frames_by_their_number_in_the_file():
+    from mlip.data.io import count_frames, read_configurations, split_selection
+
+    path, index = split_selection(f"{REPO / 'data' / 'acac' / 'test.xyz'}@-5:-1:2")
+    assert (path, index) == (str(REPO / "data" / "acac" / "test.xyz"), "-5:-1:2")
+    n = count_frames(path)
+    assert [c.source for c in read_configurations(path, index=index)] == [f"{path}:{n - 5}", f"{path}:{n - 3}"]
+    assert [c.source for c in read_configurations(path, index="-1")] == [f"{path}:{n - 1}"]
+
+
+def test_uncertainty_windows_compose_the_selection_with_the_chunks(slice_files):
+    import itertools
+
+    from mlip.cli.uncertainty import _windows
+
+    path = str(slice_files / "all.xyz")  # 14 frames
+    assert list(_windows(path, "3:10:2", 3)) == [slice(3, 9, 2), slice(9, 10, 2)]
+    assert list(itertools.islice(_windows(path, "3::2", 3), 3)) == [slice(3, 9, 2), slice(9, 15, 2), slice(15, 21, 2)]
+    assert list(_windows(path, "-6:", 4)) == [slice(8, 12, 1), slice(12, 14, 1)]
+    assert list(_windows(path, "-11:-2:4", 2)) == [slice(3, 11, 4), slice(11, 15, 4)]  # frames 3, 7 | 11
+    assert list(_windows(path, "5", 2)) == ["5"] and list(_windows(path, ":", 0)) == [":"]
+
+
+def test_bonds_with_a_slice_equals_bonds_on_those_frames(slice_files, capsys):
+    import json
+
+    from mlip.cli.bonds import main
+
+    d = slice_files
+    runs = {"sliced": ["--data", f"{d / 'all.xyz'}@3:10:2"], "index": ["--data", d / "all.xyz", "--index", "3:10:2"],
+            "whole": ["--data", d / "some.xyz"]}
+    for name, data in runs.items():
+        argv = ["--model", d / "model.pt", *data, "--output", d / f"bonds_{name}", "--nodes", 4, "--no-plots"]
+        assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    for name in ("sliced", "index"):
+        for f in ("edges.csv", "bonds.csv", "bond_table.md"):
+            assert (d / f"bonds_{name}" / f).read_text() == (d / "bonds_whole" / f).read_text()
+        got = json.loads((d / f"bonds_{name}" / "summary.json").read_text())
+        want = json.loads((d / "bonds_whole" / "summary.json").read_text())
+        assert [s.pop("source") for s in got["structures"]] == [f"{d / 'all.xyz'}:{i}" for i in (3, 5, 7, 9)]
+        for s in want["structures"]:
+            s.pop("source")
+        assert got == want
+    capsys.readouterr()
+    argv = ["--model", d / "model.pt", "--data", f"{d / 'all.xyz'}@3:", "--index", "1:", "--output", d / "b"]
+    assert main([str(a) for a in argv]) == 2
+    assert capsys.readouterr().err.strip().endswith("already selects frames; give one of them")
