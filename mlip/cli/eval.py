@@ -53,8 +53,10 @@ def _main(argv: list[str] | None) -> int:
         raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
     if args.force_samples is not None and not args.uncertainty:
         raise ConfigError("--force-samples needs --uncertainty")
-    if (args.uncertainty or args.committee) and not (args.uncertainty and args.output):
-        raise ConfigError("--committee needs --uncertainty, and --uncertainty needs --output")
+    if args.committee and not args.uncertainty:
+        raise ConfigError("--committee: a committee gives uncertainties; add --uncertainty (and --output FILE.xyz)")
+    if args.uncertainty and not args.output:
+        raise ConfigError("--uncertainty: the uncertainties are written to --output; give --output FILE.xyz")
     if args.node_energies and not args.output:
         raise ConfigError("--node-energies: per-atom energies are written to --output; give --output FILE.xyz")
     if not args.info_prefix or any(c.isspace() or c in "=\"'" for c in args.info_prefix):
@@ -63,15 +65,19 @@ def _main(argv: list[str] | None) -> int:
         raise DataError(f"--data {args.data}: file not found")
     device = resolve_device(args.device, key="--device")
     model = load_model(args.model, device=device, dtype=resolve_dtype(args.dtype) if args.dtype else None)
+    potential = None
+    if args.uncertainty:  # before anything is written: a model without LLPR stops here, with no output file
+        from mlip.uncertainty import load_potential
+
+        potential = load_potential(args.model, args.committee or (), device=device, force_samples=args.force_samples)
     evaluate_file(
         model, args.data, head=args.head, batch_size=args.batch_size, energy_key=args.energy_key,
         forces_key=args.forces_key, stress_key=args.stress_key, output=args.output, json_path=args.json,
         device=device, info_prefix=args.info_prefix, node_energies=args.node_energies,
     )
-    if args.uncertainty or args.committee:
-        from mlip.uncertainty import annotate_file, load_potential
+    if potential is not None:
+        from mlip.uncertainty import annotate_file
 
-        potential = load_potential(args.model, args.committee or (), device=device, force_samples=args.force_samples)
         annotate_file(args.output, potential, args.info_prefix, args.head, args.batch_size, device)
         print(f"uncertainties ({'committee' if args.committee else 'LLPR'}) added to {args.output}")
     return 0

@@ -353,3 +353,34 @@ def test_bonds_with_a_slice_equals_bonds_on_those_frames(slice_files, capsys):
     argv = ["--model", d / "model.pt", "--data", f"{d / 'all.xyz'}@3:", "--index", "1:", "--output", d / "b"]
     assert main([str(a) for a in argv]) == 2
     assert capsys.readouterr().err.strip().endswith("already selects frames; give one of them")
+
+
+# ------------------------------------------------------------------ item 7: smaller items
+
+
+def test_eval_uncertainty_without_llpr_stops_before_writing(slice_files, capsys):
+    from mlip.cli.eval import main
+
+    d = slice_files
+    pred, js = d / "no_llpr.xyz", d / "no_llpr.json"
+    argv = ["--model", d / "model.pt", "--data", d / "some.xyz", "--output", pred, "--json", js, "--uncertainty"]
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    assert "LLPR" in err and str(d / "model.pt") in err
+    assert not pred.exists() and not js.exists()
+
+
+@pytest.mark.parametrize("flags, expected", [
+    (["--uncertainty"], "error: --uncertainty: the uncertainties are written to --output; give --output FILE.xyz"),
+    (["--uncertainty", "--committee", "m2.pt"],
+     "error: --uncertainty: the uncertainties are written to --output; give --output FILE.xyz"),
+    (["--committee", "m2.pt", "--output", "p.xyz"],
+     "error: --committee: a committee gives uncertainties; add --uncertainty (and --output FILE.xyz)"),
+])
+def test_eval_uncertainty_flags_name_the_missing_one(slice_files, capsys, flags, expected):
+    from mlip.cli.eval import main
+
+    d = slice_files
+    assert main(["--model", str(d / "model.pt"), "--data", str(d / "some.xyz"), *flags]) == 2
+    assert capsys.readouterr().err.strip() == expected
