@@ -58,6 +58,15 @@ def e0s_from_isolated_atoms(configs: Sequence[Configuration], atomic_numbers: Se
     return {int(z): float(found[int(z)]) for z in atomic_numbers}
 
 
+def underdetermined_e0s(rank: int, e0s: Mapping[int, float]) -> str:
+    """The core of the one-line warning when the frames' compositions determine only ``rank`` of the E0s
+    ``e0s`` ({Z: eV}, the fitted values): shared by ``e0s: fit``/``average`` and fine-tuning's re-estimation."""
+    pretty = ", ".join(f"{_symbol(z)}: {v:.1f}" for z, v in e0s.items())
+    return (f"the training compositions determine only {rank} of {len(e0s)} E0s (all frames share "
+            f"{'one composition' if rank == 1 else 'few compositions'}), so the fitted E0s {{{pretty}}} eV are "
+            "not physical (only their sum per composition is)")
+
+
 def e0s_by_least_squares(
     configs: Sequence[Configuration], atomic_numbers: Sequence[int], head: str = "Default",
     warn: Callable[[str], None] | None = None, spec: str = "fit", where: str = "e0s",
@@ -91,10 +100,7 @@ def e0s_by_least_squares(
     solution, _, rank, _ = np.linalg.lstsq(counts, energies, rcond=None)
     result = {z: float(solution[column[z]]) for z in zs}
     if rank < len(zs):
-        pretty = ", ".join(f"{_symbol(z)}: {v:.1f}" for z, v in result.items())
-        msg = (f"{where}: {spec!r} on head '{head}': the training compositions determine only {rank} of "
-               f"{len(zs)} E0s (all frames share {'one composition' if rank == 1 else 'few compositions'}), "
-               f"so the fitted E0s {{{pretty}}} eV are not physical (only their sum per composition is); "
+        msg = (f"{where}: {spec!r} on head '{head}': {underdetermined_e0s(rank, result)}; "
                "give isolated-atom energies (e0s: isolated with isolated_atoms: FILE, or e0s: FILE.xyz)")
         if warn is None:
             warnings.warn(msg, stacklevel=2)

@@ -99,6 +99,24 @@ def refit_head_e0s(pretrained: torch.nn.Module, head_index: int, configs: list[C
     return refit_e0s(ref, pred, element_counts(frames, zs), e0_old)
 
 
+def composition_warning(name: str, configs: list[Configuration], zs: list[int], e0: Any) -> str | None:
+    """The warning of ``e0s: fit`` (:func:`mlip.data.stats.underdetermined_e0s`) when the frames of head
+    ``name`` (with energies, isolated atoms aside) do not determine the re-estimated E0s ``e0`` [S] of the
+    elements they contain (one composition: one molecule's MD); ``None`` when they do."""
+    from mlip.data.stats import underdetermined_e0s
+
+    frames = [c for c in split_isolated(configs)[0] if c.energy is not None]
+    counts = element_counts(frames, zs)
+    present = [k for k in range(len(zs)) if counts[:, k].any()]
+    rank = int(np.linalg.matrix_rank(counts[:, present])) if frames else 0
+    if rank >= len(present):
+        return None
+    fitted = {zs[k]: float(e0[k]) for k in present}
+    return (f"finetune: head '{name}': E0s re-estimated on the pretrained model's residuals: "
+            f"{underdetermined_e0s(rank, fitted)}; add frames of other compositions to the head's training data "
+            "to separate them")
+
+
 def _format_e0(zs: list[int], e0: Any) -> str:
     return "{" + ", ".join(f"{chemical_symbols[z]}: {float(e):.4f}" for z, e in zip(zs, e0)) + "}"
 
@@ -125,10 +143,11 @@ def _load_pretrained(cfg: Config, heads: dict[str, Any]) -> tuple[torch.nn.Modul
     return pretrained, p
 
 
-def _data_head_e0s(pretrained: torch.nn.Module, p: int, heads: dict[str, Any],
-                   lines: list[str]) -> tuple[list[list[float]], dict[str, list[float]]]:
+def _data_head_e0s(pretrained: torch.nn.Module, p: int, heads: dict[str, Any], lines: list[str],
+                   warnings: list[str]) -> tuple[list[list[float]], dict[str, list[float]]]:
     """E0s of every data head (refitted on the pretrained model's residuals, else the pretrained head's)
-    and the refitted ones by head; the plan's lines are appended to ``lines``."""
+    and the refitted ones by head; the plan's lines are appended to ``lines``, a warning for E0s that the
+    compositions do not determine to ``warnings``."""
     zs = list(pretrained.atomic_numbers)
     p_name = pretrained.heads[p]
     e0_p = pretrained.atomic_energies[p].detach().cpu().double().numpy()
@@ -145,6 +164,9 @@ def _data_head_e0s(pretrained: torch.nn.Module, p: int, heads: dict[str, Any],
             lines.append(f"head {name}: E0s re-estimated by least squares on the pretrained model's residuals "
                          f"over {sum(c.energy is not None for c in hd.train)} frames {_format_e0(zs, e0)}")
             refits[name] = [float(x) for x in e0]
+            warning = composition_warning(name, hd.train, zs, e0)
+            if warning:
+                warnings.append(warning)
         e0s.append([float(x) for x in e0])
         lines.append(f"head {name}: readout, scale {scale_p:.4g} and shift {shift_p:.4g} from '{p_name}'; "
                      f"{len(hd.train)} train frames, loss weight {hd.spec.weight:g}")
@@ -201,7 +223,8 @@ def prepare_finetune(cfg: Config, heads: dict[str, Any], log: Any = print) -> Fi
     data_heads = list(heads)
     lines = [f"fine-tuning {ft.from_model} (mode {ft.mode}); architecture from the model file "
              f"(the 'model' section is ignored), start head '{p_name}'"]
-    e0s, refits = _data_head_e0s(pretrained, p, heads, lines)
+    warnings: list[str] = []
+    e0s, refits = _data_head_e0s(pretrained, p, heads, lines, warnings)
     if ft.mode == "multihead_replay":
         e0s.append(_add_replay_head(cfg, pretrained, p, heads, lines))
     else:
@@ -222,6 +245,8 @@ def prepare_finetune(cfg: Config, heads: dict[str, Any], log: Any = print) -> Fi
     lines.append(f"heads of the new model: {new_heads}; default head at inference: {default}")
     for line in lines:
         log(line)
+    for line in warnings:  # one line each, like the warning of e0s: fit
+        log(f"warning: {line}")
     return FinetunePlan(hparams=hp, pretrained=pretrained, source_head=p, default_head=default,
                         freeze=list(ft.freeze), summary=lines, e0_refit=refits)
 

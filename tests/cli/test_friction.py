@@ -384,3 +384,29 @@ def test_eval_uncertainty_flags_name_the_missing_one(slice_files, capsys, flags,
     d = slice_files
     assert main(["--model", str(d / "model.pt"), "--data", str(d / "some.xyz"), *flags]) == 2
     assert capsys.readouterr().err.strip() == expected
+
+
+def _finetune_warnings(model: Path, train: Path, out: Path) -> list[str]:
+    from mlip.config import config_from_dict
+    from mlip.train.data_setup import load_datasets
+    from mlip.train.finetune import prepare_finetune
+
+    cfg = config_from_dict({"data": {"train": [str(train)], "valid_fraction": 0.1, "e0s": "fit"},
+                            "finetune": {"from_model": str(model), "mode": "naive"}, "output_dir": str(out),
+                            "device": "cpu"})
+    lines: list[str] = []
+    prepare_finetune(cfg, load_datasets(cfg, lines.append), lines.append)
+    return [line for line in lines if line.startswith("warning: ")]
+
+
+def test_finetune_on_one_composition_warns_like_e0s_fit(slice_files, tmp_path):
+    # data/acac: every frame is C5H8O2, so the re-estimated E0s of H, C and O are not separable
+    warnings = _finetune_warnings(slice_files / "model.pt", REPO / "data" / "acac" / "train.xyz", tmp_path / "a")
+    assert len(warnings) == 1
+    assert warnings[0].startswith("warning: finetune: head 'Default': E0s re-estimated on the pretrained model's "
+                                  "residuals: the training compositions determine only 1 of 3 E0s (all frames "
+                                  "share one composition), so the fitted E0s {H: ")
+    assert warnings[0].endswith("eV are not physical (only their sum per composition is); add frames of other "
+                                "compositions to the head's training data to separate them")
+    # frames of many compositions determine every E0: no warning
+    assert _finetune_warnings(slice_files / "model.pt", slice_files / "all.xyz", tmp_path / "b") == []
