@@ -110,7 +110,7 @@ def _select_uncertain(args: argparse.Namespace, data: list) -> int:
     print(f"selected {len(chosen)} of {len(data)} frames (highest {what}"
           + (f", FPS over the top {args.pool_factor:g} x n" if args.pool_factor > 1 else "")
           + f"; scores {scores[chosen].min():.4g}..{scores[chosen].max():.4g} of {scores.min():.4g}..{scores.max():.4g})"
-          + f" -> {args.output}")
+          + f" -> {args.output}" + (f"; plot {args.plot}" if args.plot else ""))
     return 0
 
 

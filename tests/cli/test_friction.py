@@ -410,3 +410,19 @@ def test_finetune_on_one_composition_warns_like_e0s_fit(slice_files, tmp_path):
                                 "compositions to the head's training data to separate them")
     # frames of many compositions determine every E0: no warning
     assert _finetune_warnings(slice_files / "model.pt", slice_files / "all.xyz", tmp_path / "b") == []
+
+
+def test_select_uncertainty_plot_says_where_the_plot_went(slice_files, capsys):
+    from mlip.cli.select import main
+
+    d = slice_files
+    _llpr_fit(d, "select_llpr", str(d / "all.xyz"), str(d / "all.xyz"), 1000)
+    capsys.readouterr()
+    png, picked = d / "picked.png", d / "picked.xyz"
+    argv = ["--uncertainty", "--model", d / "select_llpr.pt", "--data", d / "all.xyz", "-n", 3, "-o", picked,
+            "--plot", png]
+    assert main([str(a) for a in argv]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("selected 3 of 14 frames (highest LLPR forces uncertainty")
+    assert out[-1].endswith(f" -> {picked}; plot {png}")
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
