@@ -16,6 +16,12 @@ PASS_MODEL = "pass the model.pt that mlip-train writes in its output_dir"
 _CHECKPOINT_KEYS = {"optimizer", "scheduler", "rng", "best_state"}
 
 
+def truncated_zip(size: int) -> str:
+    """The phrase for a PyTorch (zip) file whose zip directory is missing: what a cut-short copy looks like."""
+    return (f"a truncated or damaged PyTorch file ({size} bytes, its zip directory is missing: an interrupted "
+            "copy or a full disk)")
+
+
 def describe_payload(payload: Any) -> str | None:
     """A phrase for a loaded object that is not a model file (a training checkpoint, a bare state dict),
     or None when it is not recognised."""
@@ -58,8 +64,7 @@ def describe_bad_model_file(path: str | Path, err: BaseException | None = None) 
                 bad = zf.testzip()
                 names = zf.namelist()
         except (zipfile.BadZipFile, OSError, EOFError):
-            return (f"a truncated or damaged PyTorch file ({size} bytes, its zip directory is missing: an "
-                    f"interrupted copy or a full disk); copy it again or {PASS_MODEL}")
+            return f"{truncated_zip(size)}; copy it again or {PASS_MODEL}"
         if bad is not None:
             return f"a damaged PyTorch file (entry {bad} fails its checksum); copy it again or {PASS_MODEL}"
         if any(n.endswith(".pkl") for n in names) and err is not None and "weights_only" in str(err).lower():

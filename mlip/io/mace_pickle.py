@@ -201,6 +201,30 @@ class _ZipStorages:
         return self._cache[key]
 
 
+def _starts_as_zip(path: str) -> bool:
+    """Whether ``path`` begins with a zip local-file header (what every torch.save archive starts with)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def _unpickle(archive: zipfile.ZipFile, path: str) -> Any:
+    """The object of the archive's ``<name>/data.pkl``, through :class:`SafeUnpickler`."""
+    pkl = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
+    if len(pkl) != 1:
+        raise ModelFileError(f"{path}: not a torch.save archive (no <name>/data.pkl entry)")
+    prefix = pkl[0][: -len("data.pkl")]
+    unpickler = SafeUnpickler(archive.read(pkl[0]), _ZipStorages(archive, prefix, path), path)
+    try:
+        return unpickler.load()
+    except (ModelFileError, zipfile.BadZipFile):
+        raise
+    except Exception as err:  # noqa: BLE001  (malformed pickle: any error of the machinery on inert data)
+        raise ModelFileError(f"{path}: cannot read the pickle: {type(err).__name__}: {err}") from None
+
+
 def read_mace_model_file(path: str | Path) -> Record:
     """Unpickle a mace-torch ``.model`` file safely; returns the root module as a :class:`Record`."""
     path = str(path)
@@ -209,21 +233,18 @@ def read_mace_model_file(path: str | Path) -> Record:
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such file") from None
     except (zipfile.BadZipFile, OSError) as err:
+        if _starts_as_zip(path):  # a zip cut short: its directory, at the end, is gone
+            from mlip.io.file_kind import truncated_zip
+
+            raise ModelFileError(f"{path}: {truncated_zip(Path(path).stat().st_size)}; copy it again") from None
         raise ModelFileError(
             f"{path}: not a torch zip archive ({err}); only files written by torch.save since torch 1.6 are read"
         ) from None
     with archive:
-        pkl = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
-        if len(pkl) != 1:
-            raise ModelFileError(f"{path}: not a torch.save archive (no <name>/data.pkl entry)")
-        prefix = pkl[0][: -len("data.pkl")]
-        unpickler = SafeUnpickler(archive.read(pkl[0]), _ZipStorages(archive, prefix, path), path)
         try:
-            root = unpickler.load()
-        except ModelFileError:
-            raise
-        except Exception as err:  # noqa: BLE001  (malformed pickle: any error of the machinery on inert data)
-            raise ModelFileError(f"{path}: cannot read the pickle: {type(err).__name__}: {err}") from None
+            root = _unpickle(archive, path)
+        except zipfile.BadZipFile as err:  # an entry fails its checksum: bytes changed in a copy
+            raise ModelFileError(f"{path}: a truncated or damaged PyTorch file ({err}); copy it again") from None
     if not isinstance(root, Record):
         raise ModelFileError(f"{path}: the file holds a {type(root).__name__}, not a pickled mace-torch model")
     return root

@@ -426,3 +426,44 @@ def test_select_uncertainty_plot_says_where_the_plot_went(slice_files, capsys):
     assert out[-1].startswith("selected 3 of 14 frames (highest LLPR forces uncertainty")
     assert out[-1].endswith(f" -> {picked}; plot {png}")
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def mace_file() -> bytes:
+    """The bytes of a real mace-torch 0.3.16 .model file (tests/fixtures/mace, stored xz-compressed)."""
+    import lzma
+
+    return lzma.decompress((REPO / "tests" / "fixtures" / "mace" / "tiny_0.3.16_hco" / "model.model.xz").read_bytes())
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99, 100])
+def test_convert_from_mace_on_a_truncated_file(tmp_path, capsys, mace_file, keep):
+    from mlip.cli.convert import main
+
+    cut = tmp_path / "cut.model"
+    cut.write_bytes(mace_file[: int(len(mace_file) * keep) if keep < 1 else keep])
+    assert main(["from-mace", str(cut), "-o", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {cut}: a truncated or damaged PyTorch file ({cut.stat().st_size} bytes, its zip "
+                   "directory is missing: an interrupted copy or a full disk); copy it again")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_convert_from_mace_on_a_damaged_file(tmp_path, capsys, mace_file):
+    import io
+    import zipfile
+
+    from mlip.cli.convert import main
+
+    with zipfile.ZipFile(io.BytesIO(mace_file)) as archive:
+        pkl = next(i for i in archive.infolist() if i.filename.endswith("/data.pkl"))
+    assert pkl.header_offset == 0 and mace_file[:4] == b"PK\x03\x04"
+    data = bytearray(mace_file)
+    start = 30 + int.from_bytes(data[26:28], "little") + int.from_bytes(data[28:30], "little")  # after the header
+    data[start + 50] ^= 0xFF  # one byte of data.pkl changed: its checksum fails
+    bad = tmp_path / "bad.model"
+    bad.write_bytes(bytes(data))
+    assert main(["from-mace", str(bad), "-o", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {bad}: a truncated or damaged PyTorch file (Bad CRC-32 for file ")
+    assert err.endswith("data.pkl'); copy it again") and "\n" not in err
