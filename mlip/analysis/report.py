@@ -45,7 +45,13 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _fmt(x: Any) -> Any:
-    return f"{x:.10g}" if isinstance(x, (float, np.floating)) else x
+    """Floats with 10 significant digits (a negative zero as 0), anything else as it is (CSV cells)."""
+    return f"{float(x) + 0.0:.10g}" if isinstance(x, (float, np.floating)) else x
+
+
+def _f3(x: float) -> str:
+    """Three decimals for the markdown table; a value that rounds to zero prints 0.000, never -0.000."""
+    return f"{round(float(x), 3) + 0.0:.3f}"
 
 
 def compute_edges(
@@ -206,8 +212,8 @@ def write_report(
           "|---|---|---|---|---|---|---|---|"]
     for row in table:
         ref = "" if row["reference"] is None else str(row["reference"])
-        md.append(f"| {row['bond']} | {row['n']} | {row['r_mean']:.3f} | {row['D_mean']:.3f} | {row['D_std']:.3f} "
-                  f"| {-row['D_mean']:.3f} | {ref} | {row['H_2D']:.3f} |")
+        md.append(f"| {row['bond']} | {row['n']} | {_f3(row['r_mean'])} | {_f3(row['D_mean'])} | {_f3(row['D_std'])} "
+                  f"| {_f3(-row['D_mean'])} | {ref} | {_f3(row['H_2D'])} |")
     md.append("")
     md.append(f"Reference: {REFERENCE_SOURCE}. H_2D: Shannon entropy (natural log) of the (D, A) histogram, "
               f"{bin_width} eV bins. Bond orders: {'RDKit' if orders is not None else 'not available (RDKit not installed); by type'}.")

@@ -467,3 +467,22 @@ def test_convert_from_mace_on_a_damaged_file(tmp_path, capsys, mace_file):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {bad}: a truncated or damaged PyTorch file (Bad CRC-32 for file ")
     assert err.endswith("data.pkl'); copy it again") and "\n" not in err
+
+
+def test_bond_table_prints_no_negative_zero(slice_files, tmp_path, capsys, monkeypatch):
+    import mlip.analysis.report
+    from mlip.cli.bonds import main
+
+    row = {"bond": "C-H", "order": 1, "n": 3, "r_mean": 1.09, "D_mean": 0.0004, "D_std": -0.0, "A_mean": -0.0,
+           "A_std": 0.0, "H_2D": -0.0002, "reference": None}
+    monkeypatch.setattr(mlip.analysis.report, "summarise", lambda bonds, bin_width: [row])
+    out = tmp_path / "report"
+    argv = ["--model", slice_files / "model.pt", "--data", f"{slice_files / 'all.xyz'}@0:2", "--output", out,
+            "--nodes", 2, "--no-plots"]
+    assert main([str(a) for a in argv]) == 0
+    printed = capsys.readouterr().out
+    md = (out / "bond_table.md").read_text()
+    assert "| C-H | 3 | 1.090 | 0.000 | 0.000 | 0.000 |  | 0.000 |" in md.splitlines()
+    assert "-0.000" not in md and "-0.000" not in printed and md in printed
+    cells = (out / "bond_table.csv").read_text().splitlines()[2].split(",")
+    assert cells == ["C-H", "1", "3", "1.09", "0.0004", "0", "0", "0", "-0.0002", ""]
