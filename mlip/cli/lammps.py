@@ -17,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mlip-lammps",
         description="Run a LAMMPS input whose 'fix mlip all external pf/callback 1 1' is an mlip model "
-        "(one MPI rank, units metal). Unknown arguments go to LAMMPS (e.g. -var T 300 -log run.log).",
+        "(units metal; under mpiexec -n N on N ranks). Unknown arguments go to LAMMPS (e.g. -var T 300 -log run.log).",
         allow_abbrev=False,
     )
     p.add_argument("--model", required=True, help="mlip model file (model.pt)")
@@ -51,7 +51,9 @@ def _main(argv: list[str] | None) -> int:
             lmp, args.input, args.model, args.elements, device=args.device, dtype=args.dtype,
             head=args.head, fix_id=args.fix_id,
         )
-        print(f"mlip-lammps: {coupling.calls} model evaluations")
+        if int(lmp.extract_setting("world_rank")) == 0:
+            print(f"mlip-lammps: {coupling.calls} model evaluations, {coupling.reused} force calls reused "
+                  f"(rank 0 of {int(lmp.extract_setting('world_size'))})")
     finally:
         lmp.close()
     return 0

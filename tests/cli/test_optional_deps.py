@@ -28,8 +28,8 @@ def test_h5py_missing(tmp_path, capsys, without):
     without("h5py")
     assert main(["--data", str(REPO / "data" / "si" / "train.xyz"), "-o", str(tmp_path / "x.h5")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("error: on-disk (.h5) datasets need h5py, which is not installed: pip install 'mlip[ondisk]' "
-                   "(or pip install h5py)")
+    assert err == ("error: on-disk (.h5) datasets need h5py, which is not installed: pip install -e '.[ondisk]' "
+                   "in the mlip clone (or pip install h5py)")
     assert not (tmp_path / "x.h5").exists()
 
 
@@ -48,4 +48,4 @@ def test_cueq_missing_and_training_without_both(tmp_path, capsys, without, monke
     assert main(["--config", "configs/si.yaml", *tiny, "model.backend=cueq", "output_dir=b"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: model backend 'cueq' needs cuEquivariance, which is not installed: "
-                          "pip install 'mlip[cueq]'") and "\n" not in err
+                          "pip install -e '.[cueq]' in the mlip clone") and "\n" not in err

@@ -171,50 +171,12 @@ def test_errors_are_one_line(model, tmp_path):
     lmp.close()
 
 
-MPI_SCRIPT = """
-import os
-import sys
-from integ_support import ELEMENTS, lammps_setup, molecule, new_lammps, tiny_model
-from mlip.errors import ConfigError
-from mlip.integrations.lammps import attach
-lmp = new_lammps()
-lmp.commands_string(lammps_setup(molecule(), periodic=False))
-try:
-    attach(lmp, tiny_model(num_interactions=1), ELEMENTS)
-except ConfigError as err:
-    # one file per rank: a rank's buffered stdout may be lost when the launcher tears the job down
-    with open(os.path.join(sys.argv[1], "rank" + os.environ.get("PMI_RANK", "x")), "w") as fh:
-        fh.write("refused: " + str(err))
-    print("refused:", err, flush=True)
-"""
-
-
-def test_two_mpi_ranks_are_refused(tmp_path):
-    """Under the mpich wheel's mpirun with 2 ranks, attach refuses with the one-line message on each rank."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    mpirun = Path(sys.executable).parent / "mpirun"
-    if not mpirun.exists():
-        pytest.skip(f"no mpirun beside {sys.executable} (the mpich wheel's launcher)")
-    script = tmp_path / "two_ranks.py"
-    script.write_text(MPI_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent), OMP_NUM_THREADS="1")
-    result = subprocess.run([str(mpirun), "-np", "2", sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, check=False,
-                            env=env, timeout=300)
-    refused = [(tmp_path / f"rank{r}").read_text() for r in (0, 1) if (tmp_path / f"rank{r}").exists()]
-    assert len(refused) == 2, result.stdout + result.stderr
-    assert "runs on one MPI rank, this LAMMPS has 2" in refused[0]
-
-
 @pytest.mark.parametrize(
     "device, dtype, tolerance",
     [
         ("cpu", "float32", 1e-4),
-        pytest.param("cuda", "float64", 1e-9, marks=pytest.mark.skipif(
-            not __import__("torch").cuda.is_available(), reason="needs CUDA (never run: no GPU on the development machines)")),
+        pytest.param("cuda", "float64", 1e-9, marks=[pytest.mark.cuda, pytest.mark.skipif(
+            not __import__("torch").cuda.is_available(), reason="needs CUDA (never run: no GPU on the development machines)")]),
     ],
 )
 def test_device_and_dtype(model, device, dtype, tolerance):

@@ -85,14 +85,15 @@ def test_model_error_stops_run_and_names_line(tmp_path, monkeypatch):
 
     from mlip.errors import DataError
     from mlip.integrations.lammps import run_input
+    from mlip.integrations.lammps_domain import DomainPotential
 
     calls = []
 
-    def failing(self, batch, compute_stress=False):
+    def failing(self, positions, numbers, ids, nlocal):
         calls.append(1)
         raise DataError("model failed")
 
-    monkeypatch.setattr(MLIPCalculator, "evaluate", failing)
+    monkeypatch.setattr(DomainPotential, "__call__", failing)
     script = tmp_path / "in.lammps"
     script.write_text(lammps_setup(molecule(), periodic=False) + "fix nve all nve\nrun 100000\nrun 100000\n")
     lmp = new_lammps()

@@ -25,7 +25,7 @@ def _cue():
         import cuequivariance_torch as cuet
     except ImportError:
         raise ConfigError("model backend 'cueq' needs cuEquivariance, which is not installed: "
-                          "pip install 'mlip[cueq]' (fused GPU kernels: 'mlip[cuda]')") from None
+                          "pip install -e '.[cueq]' in the mlip clone (fused GPU kernels: '.[cuda]')") from None
     return cue, cuet
 
 
