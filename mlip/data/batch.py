@@ -60,10 +60,10 @@ def collate(graphs: Sequence[dict[str, np.ndarray]], dtype: torch.dtype = torch.
 
 def uncollate(batch: dict[str, torch.Tensor]) -> list[dict[str, np.ndarray]]:
     """Split a batch back into graph dicts (numpy; inverse of :func:`collate` up to dtype)."""
-    ptr = batch["ptr"].cpu().numpy()
+    ptr = batch[keys.PTR].cpu().numpy()
     n_graphs = ptr.shape[0] - 1
-    edge_index = batch["edge_index"].cpu().numpy()
-    edge_graph = batch["batch"].cpu().numpy()[edge_index[1]] if edge_index.shape[1] else np.zeros(0, dtype=np.int64)
+    edge_index = batch[keys.EDGE_INDEX].cpu().numpy()
+    edge_graph = batch[keys.BATCH].cpu().numpy()[edge_index[1]] if edge_index.shape[1] else np.zeros(0, dtype=np.int64)
     graphs = []
     for b in range(n_graphs):
         lo, hi = int(ptr[b]), int(ptr[b + 1])
@@ -71,8 +71,8 @@ def uncollate(batch: dict[str, torch.Tensor]) -> list[dict[str, np.ndarray]]:
         g: dict[str, np.ndarray] = {}
         for key in NODE_KEYS:
             g[key] = batch[key][lo:hi].cpu().numpy()
-        g["edge_index"] = edge_index[:, edges] - lo
-        g["unit_shifts"] = batch["unit_shifts"].cpu().numpy()[edges]
+        g[keys.EDGE_INDEX] = edge_index[:, edges] - lo
+        g[keys.UNIT_SHIFTS] = batch[keys.UNIT_SHIFTS].cpu().numpy()[edges]
         for key in GRAPH_KEYS:
             g[key] = batch[key][b].cpu().numpy()
         graphs.append(g)

@@ -55,9 +55,9 @@ def configuration_to_graph(config: Configuration, r_max: float, heads: Sequence[
         value = getattr(config, prop)
         present = value is not None
         graph[prop] = np.asarray(value, dtype=np.float64).reshape(zeros[prop].shape) if present else zeros[prop]
-        graph[f"has_{prop}"] = np.asarray(present, dtype=bool)
+        graph[keys.HAS_LABEL[prop]] = np.asarray(present, dtype=bool)
         weight = config.property_weights.get(prop, 1.0) if present else 0.0
-        graph[f"{prop}_weight"] = np.asarray(weight, dtype=np.float64)
+        graph[keys.PROPERTY_WEIGHT[prop]] = np.asarray(weight, dtype=np.float64)
     return graph
 
 

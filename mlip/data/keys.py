@@ -1,6 +1,7 @@
 """Every key of a graph dict, a batch dict and a model output dict, with its shape: the one list.
 
-``B`` graphs, ``N`` atoms, ``E`` directed edges, ``F`` descriptor features. Graph dicts
+``B`` graphs, ``N`` atoms, ``E`` directed edges, ``F`` descriptor features; in the uncertainty outputs
+``P`` last-layer features, ``K`` projection directions, ``M`` committee members. Graph dicts
 (:func:`mlip.data.graph.configuration_to_graph`) hold the batch keys without ``batch``/``ptr``, as
 numpy, per-graph entries unbatched; :func:`mlip.data.batch.collate` makes the batch. The model
 (:mod:`mlip.nn.model`) reads batch keys and writes output keys. This module is data's public
@@ -62,18 +63,51 @@ NODE_FEATS = "node_feats"
 EDGE_ENERGY = "edge_energy"
 """``[E]`` float, energy of each directed edge (edge-energy readout only) (eV)."""
 
+# ------------------------------------------- model outputs: uncertainty (mlip.uncertainty evaluators)
+FEATURES = "features"
+"""``[B,P]`` float, last-layer features per graph: the readout inputs summed over its atoms, times the head's
+scale (:func:`mlip.uncertainty.predict.evaluate_with_features`)."""
+PROJ = "proj"
+"""``[B,K]`` float, projections whose inner products are the energy covariance between graphs (LLPR ``f^T L``,
+committee the centred member energies) (eV); from ``evaluate_with_features`` ``f^T M`` on given directions."""
+PROJ_FORCES = "proj_forces"
+"""``[K,N,3]`` float, ``-d proj / d positions`` (eV/A) (``evaluate_with_features`` with directions and forces)."""
+PROJ_STRESS = "proj_stress"
+"""``[K,B,3,3]`` float, ``(1/V) d proj / d strain`` (eV/A^3; zero without a periodic cell)."""
+PERIODIC = "periodic"
+"""``[B]`` bool, the graph has a periodic, non-degenerate cell (``evaluate_with_features`` with stress)."""
+MEMBERS_ENERGY = "members_energy"
+"""``[M,B]`` float, each committee member's energy (eV)."""
+ENERGY_UNCERTAINTY = "energy_uncertainty"
+"""``[B]`` float, predicted standard deviation of the energy (eV)."""
+FORCES_VARIANCE = "forces_variance"
+"""``[N,3]`` float, predicted variance of each force component (eV^2/A^2)."""
+FORCES_UNCERTAINTY = "forces_uncertainty"
+"""``[N]`` float, per-atom force uncertainty ``sqrt(sum of the 3 component variances)`` (eV/A)."""
+STRESS_UNCERTAINTY = "stress_uncertainty"
+"""``[B,3,3]`` float, predicted standard deviation of each stress component (eV/A^3)."""
+
 PROPERTIES: tuple[str, ...] = (ENERGY, FORCES, STRESS, VIRIALS)
 """The labelled properties, in loss order."""
+HAS_LABEL: dict[str, str] = {ENERGY: HAS_ENERGY, FORCES: HAS_FORCES, STRESS: HAS_STRESS, VIRIALS: HAS_VIRIALS}
+"""Each property's has-label mask key."""
+PROPERTY_WEIGHT: dict[str, str] = {
+    ENERGY: ENERGY_WEIGHT, FORCES: FORCES_WEIGHT, STRESS: STRESS_WEIGHT, VIRIALS: VIRIALS_WEIGHT}
+"""Each property's weight key."""
 
 SHAPES: dict[str, str] = {
     POSITIONS: "[N,3]", NUMBERS: "[N]", BATCH: "[N]", PTR: "[B+1]", EDGE_INDEX: "[2,E]", UNIT_SHIFTS: "[E,3]",
-    CELL: "[B,3,3]", PBC: "[B,3]", HEAD: "[B]", EDGE_GATE: "[E]",
+    CELL: "[B,3,3]", PBC: "[B,3]", HEAD: "[B]", EDGE_GATE: "[E]", DISPLACEMENT: "[B,3,3]",
     ENERGY: "[B]", FORCES: "[N,3]", STRESS: "[B,3,3]", VIRIALS: "[B,3,3]", WEIGHT: "[B]",
     ENERGY_WEIGHT: "[B]", FORCES_WEIGHT: "[B]", STRESS_WEIGHT: "[B]", VIRIALS_WEIGHT: "[B]",
     HAS_ENERGY: "[B]", HAS_FORCES: "[B]", HAS_STRESS: "[B]", HAS_VIRIALS: "[B]",
     NODE_ENERGY: "[N]", INTERACTION_ENERGY: "[B]", NODE_FEATS: "[N,F]", EDGE_ENERGY: "[E]",
+    FEATURES: "[B,P]", PROJ: "[B,K]", PROJ_FORCES: "[K,N,3]", PROJ_STRESS: "[K,B,3,3]", PERIODIC: "[B]",
+    MEMBERS_ENERGY: "[M,B]", ENERGY_UNCERTAINTY: "[B]", FORCES_VARIANCE: "[N,3]", FORCES_UNCERTAINTY: "[N]",
+    STRESS_UNCERTAINTY: "[B,3,3]",
 }
-"""Shape of every key (B graphs, N atoms, E edges, F features)."""
+"""Shape of every key (B graphs, N atoms, E edges, F descriptor features, P last-layer features, K projections,
+M committee members)."""
 
 PER_ATOM: tuple[str, ...] = (POSITIONS, NUMBERS, FORCES)
 """Per-atom entries of a graph dict (concatenated by collate)."""

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.utils.data
 
+from mlip.data import keys
 from mlip.data.batch import Collater, GraphBatchSampler
 from mlip.data.configuration import PROPERTIES, Configuration
 from mlip.data.graph import configuration_to_graph
@@ -60,7 +61,7 @@ def import_h5py() -> Any:
         import h5py
     except ImportError:
         raise ConfigError("on-disk (.h5) datasets need h5py, which is not installed: "
-                          "pip install 'mlip[ondisk]' (or pip install h5py)") from None
+                          "pip install -e '.[ondisk]' in the mlip clone (or pip install h5py)") from None
     return h5py
 
 
@@ -247,7 +248,7 @@ class OnDiskDataset(torch.utils.data.Dataset):
         if all(abs(f.stats_r_max - self.r_max) < 1e-12 for f in self.files):
             edges = stored
         elif exact_edges:
-            edges = np.array([self.graph(i)["edge_index"].shape[1] for i in range(len(self))], dtype=np.int64)
+            edges = np.array([self.graph(i)[keys.EDGE_INDEX].shape[1] for i in range(len(self))], dtype=np.int64)
         else:
             ratio = np.array([(self.r_max / f.stats_r_max) ** 3 for f in self.files])
             file_of = np.searchsorted(self.offsets, self.indices if self.indices is not None else np.arange(len(self)),
