@@ -103,9 +103,10 @@ class LammpsCoupling:
         return max(self.r_max + float(neighbor_skin), float(comm_cutoff))
 
     def set_ghost_cutoff(self, neighbor_skin: float, comm_cutoff: float = 0.0) -> float:
-        """Issue ``comm_modify cutoff`` for :meth:`ghost_cutoff`; returns it."""
+        """Issue ``comm_modify cutoff`` for :meth:`ghost_cutoff` (several ranks; one needs no ghosts); returns it."""
         cutoff = self.ghost_cutoff(neighbor_skin, comm_cutoff)
-        self.lmp.command(f"comm_modify cutoff {cutoff!r}")
+        if self.comm is not None:
+            self.lmp.command(f"comm_modify cutoff {cutoff!r}")
         return cutoff
 
     def raise_failure(self) -> None:
@@ -125,9 +126,11 @@ class LammpsCoupling:
             return flag
         return bool(self.comm.allreduce(int(flag), op=_mpi_min()))
 
-    def _atoms(self, nlocal: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(positions [N, 3], numbers [N], ids [N])`` of the owned then ghost atoms; checks types."""
-        count = nlocal + int(self.lmp.extract_setting("nghost"))
+    def _atoms(self, nlocal: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(positions [N, 3], numbers [N], ids [N])`` of the owned then ghost atoms (of the first ``nlocal``
+        only, when given); checks types."""
+        count = int(self.lmp.extract_setting("nlocal")) + int(self.lmp.extract_setting("nghost"))
+        count = count if nlocal is None else nlocal
         numpy = self.lmp.numpy
         positions = np.array(numpy.extract_atom("x", nelem=count), dtype=np.float64).reshape(count, 3)
         types = np.asarray(numpy.extract_atom("type", nelem=count), dtype=np.int64).reshape(count)
@@ -154,16 +157,23 @@ class LammpsCoupling:
         return self._all_ranks(same)
 
     def compute(self, step: int, nlocal: int) -> DomainResult:
-        """Energy, virial, forces and per-atom values of this rank's owned atoms at timestep ``step``."""
-        positions, numbers, ids = self._atoms(nlocal)
+        """Energy, virial, forces and per-atom values of this rank's owned atoms at timestep ``step``.
+
+        On one rank the owned atoms and the periodic cell are enough (no ghosts: images come from the
+        neighbour list); on several, each rank's owned and ghost atoms form an open cluster.
+        """
+        positions, numbers, ids = self._atoms(nlocal if self.comm is None else None)
         if self._reusable(step, positions, ids, nlocal):
             self.reused += 1
             table = self._last[2].table
             local = ids[:nlocal]
             return DomainResult(energy=float(table[0, 0]), virial=table[0, 3:9].copy(), forces=table[local, 0:3],
                                 energies=table[local, 9], virials=table[local, 3:9], table=table)
-        result = self.potential(positions, numbers, ids, nlocal)
         _, cell, pbc = self.box()
+        if self.comm is None:
+            result = self.potential(positions, numbers, ids, nlocal, cell=cell, pbc=pbc)
+        else:
+            result = self.potential(positions, numbers, ids, nlocal)
         self._last = (step, np.vstack([cell, pbc.astype(np.float64)]), result)
         self.calls += 1
         return result

@@ -159,9 +159,17 @@ class DomainPotential:
         self.dtype = model.dtype
         self.device = next(iter(model.buffers())).device
 
-    def _batch(self, positions: np.ndarray, numbers: np.ndarray, nlocal: int) -> dict[str, torch.Tensor]:
-        """The cluster graph: edges within ``r_max`` with an owned receiver; a zero shift per edge (grad)."""
-        sender, receiver, _, _ = neighbor_list(positions, np.zeros((3, 3)), np.zeros(3, dtype=bool), self.r_max)
+    def _batch(
+        self, positions: np.ndarray, numbers: np.ndarray, nlocal: int, cell: np.ndarray | None, pbc: np.ndarray | None
+    ) -> dict[str, torch.Tensor]:
+        """The graph: edges within ``r_max`` with an owned receiver, each with its Cartesian lattice shift (a
+        leaf with grad: ``dE/d shift = dE/d r_e``). Without ``cell`` the atoms are an open cluster (shifts 0)."""
+        if cell is None:
+            sender, receiver, _, _ = neighbor_list(positions, np.zeros((3, 3)), np.zeros(3, dtype=bool), self.r_max)
+            shifts = np.zeros((len(sender), 3))
+        else:
+            sender, receiver, unit_shifts, _ = neighbor_list(positions, cell, pbc, self.r_max)
+            shifts = unit_shifts @ cell
         keep = receiver < nlocal
         as_float = {"dtype": self.dtype, "device": self.device}
         as_long = {"dtype": torch.long, "device": self.device}
@@ -172,18 +180,27 @@ class DomainPotential:
             keys.BATCH: torch.zeros(n, **as_long),
             keys.PTR: torch.tensor([0, n], **as_long),
             keys.EDGE_INDEX: torch.as_tensor(np.stack([sender[keep], receiver[keep]]), **as_long),
-            keys.UNIT_SHIFTS: torch.zeros((int(keep.sum()), 3), **as_float).requires_grad_(True),
-            keys.CELL: torch.eye(3, **as_float).reshape(1, 3, 3),  # shifts are the edges' zero handles
+            keys.UNIT_SHIFTS: torch.as_tensor(shifts[keep], **as_float).requires_grad_(True),
+            keys.CELL: torch.eye(3, **as_float).reshape(1, 3, 3),  # unit shifts are Cartesian here
             keys.PBC: torch.zeros((1, 3), dtype=torch.bool, device=self.device),
             keys.HEAD: torch.tensor([self.head_index], **as_long),
         }
 
-    def __call__(self, positions: np.ndarray, numbers: np.ndarray, ids: np.ndarray, nlocal: int) -> DomainResult:
+    def __call__(
+        self, positions: np.ndarray, numbers: np.ndarray, ids: np.ndarray, nlocal: int,
+        cell: np.ndarray | None = None, pbc: np.ndarray | None = None,
+    ) -> DomainResult:
         """``positions [N, 3]`` (A), ``numbers [N]`` (atomic numbers) and ``ids [N]`` (LAMMPS atom IDs) of the
-        rank's atoms, the ``nlocal`` owned ones first. Collective: every rank calls it once per evaluation."""
-        batch = self._batch(positions, numbers, nlocal)
+        rank's atoms, the ``nlocal`` owned ones first. Collective: every rank calls it once per evaluation.
+
+        One process may instead pass its owned atoms only (``N = nlocal``) with the periodic ``cell [3, 3]``
+        and ``pbc [3]``: periodic images then come from the neighbour list, not from ghost atoms.
+        """
+        batch = self._batch(positions, numbers, nlocal, cell, pbc)
         rows = self.exchange.setup(ids[:nlocal], ids, self.device)
-        energies = self.model.local_energies(batch, nlocal, self.exchange.spread)
+        # several ranks always exchange (the collectives must match); one process only with ghost copies
+        spread = self.exchange.spread if self.exchange.comm is not None or len(ids) > nlocal else None
+        energies = self.model.local_energies(batch, nlocal, spread)
         total = energies.sum() + self.exchange.keepalive()
         inputs = [batch[keys.POSITIONS], batch[keys.UNIT_SHIFTS], self.exchange.anchor]
         grads = torch.autograd.grad(total, inputs, allow_unused=True)
@@ -197,7 +214,8 @@ class DomainPotential:
         """Gather per-ID sums over ranks: forces, per-atom virials, energies, positions and the totals (row 0)."""
         sender, receiver = batch[keys.EDGE_INDEX]
         pos = batch[keys.POSITIONS].detach().double()
-        edge_virial = virial_voigt(-(pos[receiver] - pos[sender])[:, :, None] * g_edge[:, None, :])  # [E, 6]
+        vectors = pos[receiver] - pos[sender] + batch[keys.UNIT_SHIFTS].detach().double()
+        edge_virial = virial_voigt(-vectors[:, :, None] * g_edge[:, None, :])  # [E, 6]
         every = torch.as_tensor(ids, dtype=torch.long, device=g_pos.device)
         table = torch.zeros((rows, _WIDTH), dtype=torch.float64, device=g_pos.device)
         table[:, _F].index_add_(0, every, -g_pos)

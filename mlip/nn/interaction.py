@@ -78,14 +78,18 @@ class InteractionBlock(torch.nn.Module):
         cutoff: torch.Tensor | None,
         edge_index: torch.Tensor,
         edge_gate: torch.Tensor | None = None,
+        num_local: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        num_nodes = node_feats.shape[0]
-        sc = self.skip(node_feats, one_hot) if self.residual else None
+        """``(A, sc)`` of every atom, or of the first ``num_local`` (domain decomposition: receivers < num_local)."""
+        num_nodes = node_feats.shape[0] if num_local is None else num_local
+        own_feats, own_hot = (node_feats, one_hot) if num_local is None else (node_feats[:num_local], one_hot[:num_local])
+        sc = self.skip(own_feats, own_hot) if self.residual else None
         h = self.linear_up(node_feats)
         weights = self.radial(edge_feats)
         if cutoff is not None:
             weights = weights * cutoff
-        message = self.linear(self.conv(h, edge_attrs, weights, edge_index, edge_gate))
+        conv = self.conv(h, edge_attrs, weights, edge_index, edge_gate)
+        message = self.linear(conv if num_local is None else conv[:num_local])
         if self.density is not None:
             edge_density = torch.tanh(self.density(edge_feats) ** 2)
             if cutoff is not None:
@@ -96,7 +100,7 @@ class InteractionBlock(torch.nn.Module):
         else:
             message = message / self.avg_num_neighbors
         if not self.residual:
-            message = self.skip(message, one_hot)
+            message = self.skip(message, own_hot)
         return message, sc
 
 
@@ -157,11 +161,13 @@ class NonLinearInteraction(torch.nn.Module):
         cutoff: torch.Tensor | None,
         edge_index: torch.Tensor,
         edge_gate: torch.Tensor | None = None,
+        num_local: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        num_nodes = node_feats.shape[0]
-        sc = self.skip(node_feats)
+        """``(A, sc)`` of every atom, or of the first ``num_local`` (domain decomposition: receivers < num_local)."""
+        num_nodes = node_feats.shape[0] if num_local is None else num_local
+        sc = self.skip(node_feats if num_local is None else node_feats[:num_local])
         h = self.linear_up(node_feats)
-        res = self.linear_res(h)
+        res = self.linear_res(h if num_local is None else h[:num_local])
         src = self.source_embedding(one_hot)
         tgt = self.target_embedding(one_hot)
         feats = torch.cat([edge_feats, src[edge_index[0]], tgt[edge_index[1]]], dim=-1)
@@ -173,7 +179,8 @@ class NonLinearInteraction(torch.nn.Module):
         if edge_gate is not None:  # a gated-off edge is absent from the normalisation too
             edge_density = edge_density * edge_gate.unsqueeze(-1)
         density = _scatter_sum(edge_density, edge_index[1], num_nodes)
-        message = self.linear_1(self.conv(h, edge_attrs, weights, edge_index, edge_gate))
+        conv = self.conv(h, edge_attrs, weights, edge_index, edge_gate)
+        message = self.linear_1(conv if num_local is None else conv[:num_local])
         message = message / (density * self.beta + self.alpha) + res
         message = self.linear_2(self.gate(message))
         return message, sc

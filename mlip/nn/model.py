@@ -310,9 +310,10 @@ class MACE(torch.nn.Module):
         descriptors = []
         last = len(self.interactions) - 1
         for t, (inter, prod, n_scalar) in enumerate(zip(self.interactions, self.products, self.scalar_dims)):
-            a, sc = inter(h, one_hot, edge_attrs, edge_feats, cutoff, edge_index, edge_gate)
-            if num_local is not None:
-                a, sc = a[:num_out], (None if sc is None else sc[:num_out])
+            if num_local is None:
+                a, sc = inter(h, one_hot, edge_attrs, edge_feats, cutoff, edge_index, edge_gate)
+            else:
+                a, sc = inter(h, one_hot, edge_attrs, edge_feats, cutoff, edge_index, edge_gate, num_local=num_local)
             h = prod(a, sc, out_element)
             descriptors.append(h[:, :n_scalar])
             if self.edge_readout is None:
@@ -338,14 +339,16 @@ class MACE(torch.nn.Module):
         return node_inter, descriptors, edge_energy
 
     def local_energies(
-        self, batch: dict[str, torch.Tensor], num_local: int, exchange: Callable[[torch.Tensor], torch.Tensor]
+        self, batch: dict[str, torch.Tensor], num_local: int,
+        exchange: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Per-atom energies ``[num_local]`` (eV, float64, E0 included) of a domain's own atoms.
 
         Domain decomposition (:mod:`mlip.integrations.lammps_domain`): ``batch`` is one graph of the
         ``num_local`` owned atoms first, then ghost atoms; its edges are exactly those within ``r_max``
         whose receiver is owned. ``exchange`` gives every atom the node features of the atom it is a copy
-        of (see :meth:`_interactions`). No forces here: the caller differentiates the sum.
+        of (see :meth:`_interactions`); ``None`` when every atom is owned. No forces here: the caller
+        differentiates the sum.
         """
         dtype = self.dtype
         positions = batch[keys.POSITIONS].to(dtype)

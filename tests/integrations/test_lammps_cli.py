@@ -89,7 +89,7 @@ def test_model_error_stops_run_and_names_line(tmp_path, monkeypatch):
 
     calls = []
 
-    def failing(self, positions, numbers, ids, nlocal):
+    def failing(self, positions, numbers, ids, nlocal, **box):
         calls.append(1)
         raise DataError("model failed")
 
