@@ -170,21 +170,21 @@ class MLIPCalculator(Calculator):
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
         batch = self.make_batch(atoms)
         out = self.evaluate(batch, compute_stress=periodic3d)
-        energy = float(out["energy"][0])
+        energy = float(out[keys.ENERGY][0])
         self.results = {
             "energy": energy,
             "free_energy": energy,
-            "forces": out["forces"].cpu().numpy().astype(np.float64),
-            "energies": out["node_energy"].cpu().numpy().astype(np.float64),
+            "forces": out[keys.FORCES].cpu().numpy().astype(np.float64),
+            "energies": out[keys.NODE_ENERGY].cpu().numpy().astype(np.float64),
         }
         if periodic3d:
-            stress = out["stress"][0].cpu().numpy().astype(np.float64)
+            stress = out[keys.STRESS][0].cpu().numpy().astype(np.float64)
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
-        if "energy_uncertainty" in out:
-            self.results["energy_uncertainty"] = float(out["energy_uncertainty"][0])
-            self.results["forces_uncertainty"] = out["forces_uncertainty"].cpu().numpy().astype(np.float64)
+        if keys.ENERGY_UNCERTAINTY in out:
+            self.results["energy_uncertainty"] = float(out[keys.ENERGY_UNCERTAINTY][0])
+            self.results["forces_uncertainty"] = out[keys.FORCES_UNCERTAINTY].cpu().numpy().astype(np.float64)
             if periodic3d:
-                sigma = out["stress_uncertainty"][0].cpu().numpy().astype(np.float64)
+                sigma = out[keys.STRESS_UNCERTAINTY][0].cpu().numpy().astype(np.float64)
                 self.results["stress_uncertainty"] = full_3x3_to_voigt_6_stress(sigma)
 
     # -- building blocks (usable without ASE's caching) -------------------------------------

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mlip.data import keys
+
 METHODS = ("readout", "attribution")
 
 
@@ -75,7 +77,7 @@ class EdgeEnergies:
 def _energy(model: torch.nn.Module, batch: dict[str, torch.Tensor], gate: torch.Tensor | None) -> dict:
     b = dict(batch)
     if gate is not None:
-        b["edge_gate"] = gate
+        b[keys.EDGE_GATE] = gate
     return model(b, compute_forces=False, compute_stress=False, training=False)
 
 
@@ -89,28 +91,28 @@ def edge_energies(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    edge_index = batch["edge_index"]
-    edge_graph = batch["batch"][edge_index[1]].cpu().numpy()
-    ref = batch["positions"]
+    edge_index = batch[keys.EDGE_INDEX]
+    edge_graph = batch[keys.BATCH][edge_index[1]].cpu().numpy()
+    ref = batch[keys.POSITIONS]
     with torch.enable_grad():
         full = _energy(model, batch, None)
-        energy = full["energy"].detach()
-        e0_sum = (full["energy"] - full["interaction_energy"]).detach()
+        energy = full[keys.ENERGY].detach()
+        e0_sum = (full[keys.ENERGY] - full[keys.INTERACTION_ENERGY]).detach()
         if method == "readout":
-            if "edge_energy" not in full:
+            if keys.EDGE_ENERGY not in full:
                 raise ValueError("method 'readout' needs a model built with edge_energy_readout; use 'attribution'")
-            eps = full["edge_energy"].detach()
+            eps = full[keys.EDGE_ENERGY].detach()
             no_edges = e0_sum.clone()
         else:
             t, w = gauss_legendre_01(nodes)
             eps = torch.zeros(edge_index.shape[1], dtype=ref.dtype, device=ref.device)
             for tk, wk in zip(t, w):
                 gate = torch.full_like(eps, float(tk)).requires_grad_(True)
-                e = _energy(model, batch, gate)["energy"]
+                e = _energy(model, batch, gate)[keys.ENERGY]
                 (g,) = torch.autograd.grad(e.sum(), gate)
                 eps = eps + float(wk) * g.detach()
             zero = torch.zeros_like(eps)
-            no_edges = _energy(model, batch, zero)["energy"].detach()
+            no_edges = _energy(model, batch, zero)[keys.ENERGY].detach()
     return EdgeEnergies(
         eps=eps.cpu().numpy().astype(np.float64),
         energy=energy.cpu().numpy().astype(np.float64),

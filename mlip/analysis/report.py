@@ -26,6 +26,7 @@ import torch
 from mlip.analysis.attribution import EdgeEnergies, edge_energies
 from mlip.analysis.bonds import BIN_WIDTH, REFERENCE_SOURCE, BondTable, bonds_from_edges, detect_bonds
 from mlip.analysis.bonds import rdkit_bond_orders, summarise
+from mlip.data import keys
 from mlip.data.configuration import Configuration
 from mlip.files import atomic_write_bytes
 from mlip.inference import frame_chunks
@@ -72,20 +73,20 @@ def compute_edges(
     for frames in frame_chunks(model, configs, head, batch_size):
         start, chunk, batch = frames.start, frames.configs, frames.batch
         res: EdgeEnergies = edge_energies(model, batch, method, nodes)
-        ptr = batch["ptr"].cpu().numpy()
-        s, r = batch["edge_index"].cpu().numpy()
+        ptr = batch[keys.PTR].cpu().numpy()
+        s, r = batch[keys.EDGE_INDEX].cpu().numpy()
         g = res.edge_graph
         vec = (
-            batch["positions"][r] - batch["positions"][s]
-            + torch.einsum("ei,eij->ej", batch["unit_shifts"], batch["cell"][batch["batch"][s]])
+            batch[keys.POSITIONS][r] - batch[keys.POSITIONS][s]
+            + torch.einsum("ei,eij->ej", batch[keys.UNIT_SHIFTS], batch[keys.CELL][batch[keys.BATCH][s]])
         )
         cols["structure"].append(start + g)
         cols["i"].append(r - ptr[g])
         cols["j"].append(s - ptr[g])
-        numbers = batch["numbers"].cpu().numpy()
+        numbers = batch[keys.NUMBERS].cpu().numpy()
         cols["Z_i"].append(numbers[r])
         cols["Z_j"].append(numbers[s])
-        cols["shift"].append(batch["unit_shifts"].cpu().numpy())
+        cols["shift"].append(batch[keys.UNIT_SHIFTS].cpu().numpy())
         cols["r"].append(torch.linalg.norm(vec, dim=-1).detach().cpu().numpy().astype(np.float64))
         cols["eps"].append(res.eps)
         for b, c in enumerate(chunk):
@@ -204,10 +205,10 @@ def write_report(
         [[int(s), int(i), int(j), int(a), int(b), lab, int(o), _fmt(r), _fmt(d), _fmt(x)] for s, i, j, a, b, lab, o, r, d, x in zip(
             bonds.structure, bonds.i, bonds.j, bonds.z_i, bonds.z_j, bonds.label, bonds.order, bonds.r, bonds.d, bonds.a)],
     ))
-    keys = ["bond", "order", "n", "r_mean", "D_mean", "D_std", "A_mean", "A_std", "H_2D", "reference"]
+    columns = ["bond", "order", "n", "r_mean", "D_mean", "D_std", "A_mean", "A_std", "H_2D", "reference"]
     source_line = f"# reference: {REFERENCE_SOURCE}; D < 0 binds, compare -D_mean with the reference\n"
     _write_atomic(folder / "bond_table.csv", source_line + _csv_text(
-        keys, [[_fmt(row[k]) if row[k] is not None else "" for k in keys] for row in table]))
+        columns, [[_fmt(row[k]) if row[k] is not None else "" for k in columns] for row in table]))
     md = ["| bond | n | r (A) | D mean (eV) | D std (eV) | -D mean (eV) | reference (eV) | H_2D (nats) |",
           "|---|---|---|---|---|---|---|---|"]
     for row in table:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlip.data import keys
 from mlip.errors import ConfigError
 from mlip.integrations.lammps import import_lammps
 
@@ -149,19 +150,19 @@ class MLIPMLIAPUnified(MLIAPUnified):
         shifts.requires_grad_(True)
         as_long = {"dtype": torch.long, "device": device}
         batch = {
-            "positions": torch.zeros((n, 3), dtype=dtype, device=device),
-            "numbers": self.atomic_numbers.to(device)[elems],
-            "batch": torch.zeros(n, **as_long),
-            "ptr": torch.tensor([0, n], **as_long),
-            "edge_index": torch.stack([sender, receiver]),
-            "unit_shifts": shifts,  # edge vector = shift @ identity cell = x_i - x_j
-            "cell": torch.eye(3, dtype=dtype, device=device).reshape(1, 3, 3),
-            "pbc": torch.ones((1, 3), dtype=torch.bool, device=device),
-            "head": torch.tensor([self.head_index], **as_long),
+            keys.POSITIONS: torch.zeros((n, 3), dtype=dtype, device=device),
+            keys.NUMBERS: self.atomic_numbers.to(device)[elems],
+            keys.BATCH: torch.zeros(n, **as_long),
+            keys.PTR: torch.tensor([0, n], **as_long),
+            keys.EDGE_INDEX: torch.stack([sender, receiver]),
+            keys.UNIT_SHIFTS: shifts,  # edge vector = shift @ identity cell = x_i - x_j
+            keys.CELL: torch.eye(3, dtype=dtype, device=device).reshape(1, 3, 3),
+            keys.PBC: torch.ones((1, 3), dtype=torch.bool, device=device),
+            keys.HEAD: torch.tensor([self.head_index], **as_long),
         }
         with torch.enable_grad():
             out = self.model(batch, compute_forces=False, compute_stress=False, training=False)
-            node_energy = out["node_energy"]
+            node_energy = out[keys.NODE_ENERGY]
             energy = node_energy[:nlocal].sum()
             (grad,) = torch.autograd.grad(energy, [shifts], allow_unused=True)
         fij = torch.zeros_like(shifts) if grad is None else -grad  # dE/drij = -dE/dshift

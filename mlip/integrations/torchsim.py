@@ -1,4 +1,4 @@
-"""torch-sim model interface for mlip models (package ``torch-sim-atomistic``; extra ``mlip[torchsim]``).
+"""torch-sim model interface for mlip models (package ``torch-sim-atomistic``; extra ``[torchsim]``).
 
 :class:`MLIPTorchSimModel` implements ``torch_sim.models.interface.ModelInterface``: a batch of
 systems in (``positions [N, 3]`` A, ``cell [S, 3, 3]`` in torch-sim's column-vector convention,
@@ -30,13 +30,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlip.data import keys
 from mlip.errors import ConfigError
 
 try:
     from torch_sim.models.interface import ModelInterface
 except ImportError as _err:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        f"torch-sim is not installed ({_err}); install the extra: pip install 'mlip[torchsim]'"
+        f"torch-sim is not installed ({_err}); install the extra: pip install -e '.[torchsim]' in the mlip clone"
     ) from None
 
 
@@ -121,15 +122,15 @@ class MLIPTorchSimModel(ModelInterface):
         as_long = {"dtype": torch.long, "device": self._device}
         edge_index = np.stack([np.concatenate(senders), np.concatenate(receivers)])
         return {
-            "positions": positions.detach().to(self._dtype),
-            "numbers": numbers.to(**as_long),
-            "batch": system_idx.to(**as_long),
-            "ptr": torch.as_tensor(ptr, **as_long),
-            "edge_index": torch.as_tensor(edge_index, **as_long),
-            "unit_shifts": torch.as_tensor(np.concatenate(shifts), dtype=self._dtype, device=self._device),
-            "cell": row_cell.detach().to(self._dtype),
-            "pbc": torch.as_tensor(flags, device=self._device),
-            "head": torch.full((num_systems,), self.head_index, **as_long),
+            keys.POSITIONS: positions.detach().to(self._dtype),
+            keys.NUMBERS: numbers.to(**as_long),
+            keys.BATCH: system_idx.to(**as_long),
+            keys.PTR: torch.as_tensor(ptr, **as_long),
+            keys.EDGE_INDEX: torch.as_tensor(edge_index, **as_long),
+            keys.UNIT_SHIFTS: torch.as_tensor(np.concatenate(shifts), dtype=self._dtype, device=self._device),
+            keys.CELL: row_cell.detach().to(self._dtype),
+            keys.PBC: torch.as_tensor(flags, device=self._device),
+            keys.HEAD: torch.full((num_systems,), self.head_index, **as_long),
         }
 
     def forward(self, state: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
@@ -149,7 +150,8 @@ class MLIPTorchSimModel(ModelInterface):
         else:
             out = evaluate(self.model, batch, compute_stress=self._compute_stress)
         # mlip sums energies in float64 even for a float32 model; torch-sim expects the model's dtype
-        result = {"energy": out["energy"].detach().to(self._dtype), "forces": out["forces"].detach().to(self._dtype)}
+        result = {"energy": out[keys.ENERGY].detach().to(self._dtype),
+                  "forces": out[keys.FORCES].detach().to(self._dtype)}
         if self._compute_stress:
-            result["stress"] = out["stress"].detach().to(self._dtype)
+            result["stress"] = out[keys.STRESS].detach().to(self._dtype)
         return result

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from mlip.data import keys
+
 __all__ = ["energy_gradients", "strain", "stress_and_virials", "zero_displacement"]
 
 
@@ -73,9 +75,9 @@ def energy_gradients(
     grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
     out: dict[str, torch.Tensor] = {}
     if positions is not None:
-        out["forces"] = -grads[0]
+        out[keys.FORCES] = -grads[0]
     if displacement is not None:
         if cell is None:
             raise ValueError("energy_gradients: stress needs the unstrained cell")
-        out["stress"], out["virials"] = stress_and_virials(grads[-1], cell, pbc)
+        out[keys.STRESS], out[keys.VIRIALS] = stress_and_virials(grads[-1], cell, pbc)
     return out

@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 import torch
 
+from mlip.data import keys
 from mlip.inference import EDGE_DIMS, NODE_KEYS, compiler_backend, fresh_code
 from mlip.nn.grad_output import zero_displacement
 
@@ -117,10 +118,10 @@ class CompiledStep:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss (with its graph, for ``backward()``) and detached per-property terms of one batch."""
         inputs = dict(batch)
-        inputs["positions"] = batch["positions"].detach().requires_grad_(True)
+        inputs[keys.POSITIONS] = batch[keys.POSITIONS].detach().requires_grad_(True)
         if compute_stress:  # leaf tensors that require grad are made outside the graph (no graph break)
-            num_graphs = batch["ptr"].shape[0] - 1
-            inputs["displacement"] = zero_displacement(num_graphs, inputs["positions"])
+            num_graphs = batch[keys.PTR].shape[0] - 1
+            inputs[keys.DISPLACEMENT] = zero_displacement(num_graphs, inputs[keys.POSITIONS])
         mark_dynamic(inputs)
         if self._t_first is None and self.compile_seconds is None:
             self._t_first = time.perf_counter()

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
-PROPERTIES = ("energy", "forces", "stress", "virials")
+from mlip.data import keys
+
+PROPERTIES = keys.PROPERTIES
 
 
 @dataclass
@@ -62,16 +64,16 @@ def force_delta_factor(ref_forces: torch.Tensor) -> torch.Tensor:
 
 
 def _num_atoms(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    ptr = batch["ptr"]
-    return (ptr[1:] - ptr[:-1]).to(batch["positions"].dtype)
+    ptr = batch[keys.PTR]
+    return (ptr[1:] - ptr[:-1]).to(batch[keys.POSITIONS].dtype)
 
 
 def _frame_weights(batch: dict[str, torch.Tensor], prop: str, head_weights: torch.Tensor | None) -> torch.Tensor:
     """Weight of each frame for ``prop`` [B]: frame weight x property weight x head weight x has-label mask."""
-    w = batch["weight"] * batch[f"{prop}_weight"]
+    w = batch[keys.WEIGHT] * batch[keys.PROPERTY_WEIGHT[prop]]
     if head_weights is not None:
-        w = w * head_weights.to(w)[batch["head"]]
-    return w * batch[f"has_{prop}"].to(w.dtype)
+        w = w * head_weights.to(w)[batch[keys.HEAD]]
+    return w * batch[keys.HAS_LABEL[prop]].to(w.dtype)
 
 
 def _weighted_mean(values: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -113,31 +115,31 @@ class WeightedLoss(torch.nn.Module):
     def term(self, prop: str, batch: dict[str, torch.Tensor], output: dict[str, torch.Tensor]) -> torch.Tensor:
         """Weighted mean error of one property (no lambda)."""
         w = _frame_weights(batch, prop, self.head_weights)
-        mask = batch[f"has_{prop}"]
+        mask = batch[keys.HAS_LABEL[prop]]
         n_atoms = _num_atoms(batch)
-        if prop == "energy":
-            err = (output["energy"] - batch["energy"]) / n_atoms
+        if prop == keys.ENERGY:
+            err = (output[keys.ENERGY] - batch[keys.ENERGY]) / n_atoms
             return _weighted_mean(self._elementwise(err), w, mask)
-        if prop == "forces":
-            atom_w = w[batch["batch"]]
-            atom_mask = mask[batch["batch"]]
-            err = output["forces"] - batch["forces"]
+        if prop == keys.FORCES:
+            atom_w = w[batch[keys.BATCH]]
+            atom_mask = mask[batch[keys.BATCH]]
+            err = output[keys.FORCES] - batch[keys.FORCES]
             delta = None
             if self.kind == "universal":
-                delta = (self.huber_delta * force_delta_factor(batch["forces"])).unsqueeze(-1)
+                delta = (self.huber_delta * force_delta_factor(batch[keys.FORCES])).unsqueeze(-1)
             return _weighted_mean(self._elementwise(err, delta), atom_w, atom_mask)
-        if prop == "stress":
-            err = output["stress"] - batch["stress"]
+        if prop == keys.STRESS:
+            err = output[keys.STRESS] - batch[keys.STRESS]
             return _weighted_mean(self._elementwise(err), w, mask)
-        if prop == "virials":
-            err = (output["virials"] - batch["virials"]) / n_atoms.view(-1, 1, 1)
+        if prop == keys.VIRIALS:
+            err = (output[keys.VIRIALS] - batch[keys.VIRIALS]) / n_atoms.view(-1, 1, 1)
             return _weighted_mean(self._elementwise(err), w, mask)
         raise ValueError(f"unknown property {prop!r}")
 
     def forward(
         self, batch: dict[str, torch.Tensor], output: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        total = batch["positions"].new_zeros(())
+        total = batch[keys.POSITIONS].new_zeros(())
         terms: dict[str, torch.Tensor] = {}
         for prop in PROPERTIES:
             lam = self.weights.get(prop)

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlip.data import keys
+
 ALL = "all"
 
 
@@ -41,21 +43,21 @@ class FrameErrors:
         config_types: Sequence[str],
     ) -> None:
         """Add the errors of one evaluated batch (``config_types`` of its frames, in order)."""
-        ptr = batch["ptr"].detach().cpu().numpy()
+        ptr = batch[keys.PTR].detach().cpu().numpy()
         n = np.diff(ptr)
         B = len(n)
-        head_idx = batch["head"].detach().cpu().numpy()
-        has_e = batch["has_energy"].detach().cpu().numpy()
-        has_f = batch["has_forces"].detach().cpu().numpy()
-        has_s = batch["has_stress"].detach().cpu().numpy()
-        e_err = (output["energy"].detach() - batch["energy"]).cpu().double().numpy() / n
-        if "forces" in output and output["forces"] is not None:
-            f_err = (output["forces"].detach() - batch["forces"]).cpu().double().numpy()
+        head_idx = batch[keys.HEAD].detach().cpu().numpy()
+        has_e = batch[keys.HAS_ENERGY].detach().cpu().numpy()
+        has_f = batch[keys.HAS_FORCES].detach().cpu().numpy()
+        has_s = batch[keys.HAS_STRESS].detach().cpu().numpy()
+        e_err = (output[keys.ENERGY].detach() - batch[keys.ENERGY]).cpu().double().numpy() / n
+        if keys.FORCES in output and output[keys.FORCES] is not None:
+            f_err = (output[keys.FORCES].detach() - batch[keys.FORCES]).cpu().double().numpy()
         else:
             f_err = None
             has_f = np.zeros(B, dtype=bool)
-        if "stress" in output and output["stress"] is not None:
-            s_err = (output["stress"].detach() - batch["stress"]).cpu().double().numpy().reshape(B, 9)
+        if keys.STRESS in output and output[keys.STRESS] is not None:
+            s_err = (output[keys.STRESS].detach() - batch[keys.STRESS]).cpu().double().numpy().reshape(B, 9)
         else:
             s_err = None
             has_s = np.zeros(B, dtype=bool)
@@ -169,7 +171,7 @@ def evaluate(
         batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
         with torch.enable_grad():
             out = model(batch, compute_forces=True, compute_stress=compute_stress, training=False)
-        n_frames = int(batch["ptr"].numel() - 1)
+        n_frames = int(batch[keys.PTR].numel() - 1)
         if loss_fn is not None:
             with torch.no_grad():
                 loss, _ = loss_fn(batch, {k: (v.detach() if isinstance(v, torch.Tensor) else v) for k, v in out.items()})

@@ -18,6 +18,7 @@ import copy
 import numpy as np
 import torch
 
+from mlip.data import keys
 from mlip.device import model_device, model_dtype
 from mlip.errors import ConfigError, ModelFileError
 from mlip.nn.backends import BACKENDS
@@ -59,15 +60,15 @@ def check_structure_batch(model: torch.nn.Module, dtype: torch.dtype, device: to
                 shifts.append(np.repeat(S[None], len(s), axis=0))
     kw = {"device": device}
     return {
-        "positions": torch.tensor(positions, dtype=dtype, **kw),
-        "numbers": torch.tensor(numbers, **kw),
-        "batch": torch.zeros(n, dtype=torch.long, **kw),
-        "ptr": torch.tensor([0, n], **kw),
-        "edge_index": torch.tensor(np.stack([np.concatenate(senders), np.concatenate(receivers)]), **kw),
-        "unit_shifts": torch.tensor(np.concatenate(shifts), dtype=dtype, **kw),
-        "cell": torch.tensor(cell, dtype=dtype, **kw).reshape(1, 3, 3),
-        "pbc": torch.ones(1, 3, dtype=torch.bool, **kw),
-        "head": torch.zeros(1, dtype=torch.long, **kw),
+        keys.POSITIONS: torch.tensor(positions, dtype=dtype, **kw),
+        keys.NUMBERS: torch.tensor(numbers, **kw),
+        keys.BATCH: torch.zeros(n, dtype=torch.long, **kw),
+        keys.PTR: torch.tensor([0, n], **kw),
+        keys.EDGE_INDEX: torch.tensor(np.stack([np.concatenate(senders), np.concatenate(receivers)]), **kw),
+        keys.UNIT_SHIFTS: torch.tensor(np.concatenate(shifts), dtype=dtype, **kw),
+        keys.CELL: torch.tensor(cell, dtype=dtype, **kw).reshape(1, 3, 3),
+        keys.PBC: torch.ones(1, 3, dtype=torch.bool, **kw),
+        keys.HEAD: torch.zeros(1, dtype=torch.long, **kw),
     }
 
 
@@ -77,10 +78,10 @@ def compare_models(reference: torch.nn.Module, candidate: torch.nn.Module) -> fl
     batch = check_structure_batch(reference, dtype, device)
     worst = 0.0
     for h in range(len(reference.heads)):
-        batch["head"] = torch.full((1,), h, dtype=torch.long, device=device)
+        batch[keys.HEAD] = torch.full((1,), h, dtype=torch.long, device=device)
         a = reference(batch, compute_forces=True, compute_stress=True)
         b = candidate(batch, compute_forces=True, compute_stress=True)
-        for key in ("energy", "forces", "stress"):
+        for key in (keys.ENERGY, keys.FORCES, keys.STRESS):
             ak, bk = a[key].detach(), b[key].detach()
             scale = max(float(ak.abs().max()), 1e-3)
             diff = float((ak - bk).abs().max())
