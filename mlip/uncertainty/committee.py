@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from mlip.data import keys
 from mlip.device import model_device, model_dtype
 from mlip.errors import ConfigError
 from mlip.inference import evaluate
@@ -73,19 +74,19 @@ class CommitteePotential:
         m = len(runs)
         norm = math.sqrt(self.scale2 / (m - 1))
         out: dict[str, torch.Tensor] = {}
-        energies = torch.stack([r["energy"] for r in runs])  # [M, B]
-        out["energy"] = energies.mean(dim=0)
-        out["node_energy"] = torch.stack([r["node_energy"] for r in runs]).mean(dim=0)
-        out["members_energy"] = energies
-        out["proj"] = (norm * (energies - out["energy"])).T.contiguous()
-        out["energy_uncertainty"] = out["proj"].pow(2).sum(dim=1).sqrt()
-        forces = torch.stack([r["forces"] for r in runs])  # [M, N, 3]
-        out["forces"] = forces.mean(dim=0)
-        out["forces_variance"] = (norm * (forces - out["forces"])).pow(2).sum(dim=0)
-        out["forces_uncertainty"] = out["forces_variance"].sum(dim=1).sqrt()
+        energies = torch.stack([r[keys.ENERGY] for r in runs])  # [M, B]
+        out[keys.ENERGY] = energies.mean(dim=0)
+        out[keys.NODE_ENERGY] = torch.stack([r[keys.NODE_ENERGY] for r in runs]).mean(dim=0)
+        out[keys.MEMBERS_ENERGY] = energies
+        out[keys.PROJ] = (norm * (energies - out[keys.ENERGY])).T.contiguous()
+        out[keys.ENERGY_UNCERTAINTY] = out[keys.PROJ].pow(2).sum(dim=1).sqrt()
+        forces = torch.stack([r[keys.FORCES] for r in runs])  # [M, N, 3]
+        out[keys.FORCES] = forces.mean(dim=0)
+        out[keys.FORCES_VARIANCE] = (norm * (forces - out[keys.FORCES])).pow(2).sum(dim=0)
+        out[keys.FORCES_UNCERTAINTY] = out[keys.FORCES_VARIANCE].sum(dim=1).sqrt()
         if compute_stress:
-            stress = torch.stack([r["stress"] for r in runs])  # [M, B, 3, 3]
-            out["stress"] = stress.mean(dim=0)
-            out["virials"] = torch.stack([r["virials"] for r in runs]).mean(dim=0)
-            out["stress_uncertainty"] = (norm * (stress - out["stress"])).pow(2).sum(dim=0).sqrt()
+            stress = torch.stack([r[keys.STRESS] for r in runs])  # [M, B, 3, 3]
+            out[keys.STRESS] = stress.mean(dim=0)
+            out[keys.VIRIALS] = torch.stack([r[keys.VIRIALS] for r in runs]).mean(dim=0)
+            out[keys.STRESS_UNCERTAINTY] = (norm * (stress - out[keys.STRESS])).pow(2).sum(dim=0).sqrt()
         return out

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from e3nn import o3
 
+from mlip.data import keys
 from mlip.errors import ConfigError
 
 
@@ -116,9 +117,10 @@ def structure_features(
     blocks = _blocks(model)
     if len(captured) != len(blocks):
         raise RuntimeError(f"expected {len(blocks)} captured readout inputs, got {len(captured)}")
-    node_graph = batch["batch"]
-    num_graphs = batch["ptr"].shape[0] - 1
-    graph_head = batch["head"] if "head" in batch else torch.zeros(num_graphs, dtype=torch.long, device=node_graph.device)
+    node_graph = batch[keys.BATCH]
+    num_graphs = batch[keys.PTR].shape[0] - 1
+    graph_head = (batch[keys.HEAD] if keys.HEAD in batch
+                  else torch.zeros(num_graphs, dtype=torch.long, device=node_graph.device))
     node_head = graph_head[node_graph]
     parts = []
     for block, x in zip(blocks, captured):

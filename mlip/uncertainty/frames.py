@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlip.data import keys
 from mlip.errors import ConfigError
 from mlip.inference import predict_chunks
 
@@ -35,13 +36,13 @@ def predict_frames(
 
     for chunk, out in predict_chunks(potential.model, structures, head, batch_size, device, call=call):
         batch = chunk.batch
-        ptr = batch["ptr"].tolist()
+        ptr = batch[keys.PTR].tolist()
         for b in range(len(ptr) - 1):
-            frame = {"energy": float(out["energy"][b]), "energy_uncertainty": float(out["energy_uncertainty"][b])}
+            frame = {"energy": float(out[keys.ENERGY][b]), "energy_uncertainty": float(out[keys.ENERGY_UNCERTAINTY][b])}
             if compute_forces:
                 atoms = slice(ptr[b], ptr[b + 1])
-                var = out["forces_variance"][atoms].double().cpu().numpy()
-                frame.update(forces=out["forces"][atoms].double().cpu().numpy(), forces_variance=var,
+                var = out[keys.FORCES_VARIANCE][atoms].double().cpu().numpy()
+                frame.update(forces=out[keys.FORCES][atoms].double().cpu().numpy(), forces_variance=var,
                              forces_uncertainty=np.sqrt(var.sum(axis=1)),
                              forces_rmse_uncertainty=float(np.sqrt(var.mean())))
             frames.append(frame)
@@ -64,8 +65,8 @@ def energy_difference_uncertainty(
         return potential(batch, compute_stress=False, compute_forces=False)
 
     for _, out in predict_chunks(potential.model, structures, head, batch_size, device, call=call):
-        energies.append(out["energy"].double().cpu())
-        z.append(out["proj"].double().cpu())
+        energies.append(out[keys.ENERGY].double().cpu())
+        z.append(out[keys.PROJ].double().cpu())
     zz = torch.cat(z)
     cov = zz @ zz.T
     diag = torch.diagonal(cov)

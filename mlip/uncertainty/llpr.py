@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from mlip.data import keys
 from mlip.data.configuration import Configuration
 from mlip.device import model_device, model_dtype
 from mlip.errors import DataError, ModelFileError
@@ -133,8 +134,8 @@ def accumulate_gram(
     counts = torch.zeros(num_heads, dtype=torch.long)
     for batch in batches:
         out = evaluate_with_features(model, batch, compute_forces=False)
-        f = out["features"].to(torch.float64).cpu()
-        heads = batch["head"].cpu()
+        f = out[keys.FEATURES].to(torch.float64).cpu()
+        heads = batch[keys.HEAD].cpu()
         for h in heads.unique().tolist():
             fh = f[heads == h]
             gram[h] += fh.T @ fh
@@ -151,20 +152,20 @@ def calibration_terms(
     """
     terms: dict[int, dict[str, tuple[list[torch.Tensor], list[torch.Tensor]]]] = {}
     for batch in batches:
-        heads = batch["head"]
+        heads = batch[keys.HEAD]
         want_forces = "forces" in use
-        out = evaluate_with_features(model, batch, bases.to(batch["positions"].device)[heads],
+        out = evaluate_with_features(model, batch, bases.to(batch[keys.POSITIONS].device)[heads],
                                      compute_forces=want_forces)
-        ptr = batch["ptr"].tolist()
+        ptr = batch[keys.PTR].tolist()
         for b, h in enumerate(heads.tolist()):
             slot = terms.setdefault(h, {k: ([], []) for k in use})
-            if "energy" in use and bool(batch["has_energy"][b]):
-                slot["energy"][0].append(out["proj"][b : b + 1].cpu())
-                slot["energy"][1].append((out["energy"][b] - batch["energy"][b]).reshape(1).cpu())
-            if want_forces and bool(batch["has_forces"][b]):
-                g = out["proj_forces"][:, ptr[b] : ptr[b + 1]].reshape(out["proj_forces"].shape[0], -1)
+            if "energy" in use and bool(batch[keys.HAS_ENERGY][b]):
+                slot["energy"][0].append(out[keys.PROJ][b : b + 1].cpu())
+                slot["energy"][1].append((out[keys.ENERGY][b] - batch[keys.ENERGY][b]).reshape(1).cpu())
+            if want_forces and bool(batch[keys.HAS_FORCES][b]):
+                g = out[keys.PROJ_FORCES][:, ptr[b] : ptr[b + 1]].reshape(out[keys.PROJ_FORCES].shape[0], -1)
                 slot["forces"][0].append(g.T.cpu())
-                err = out["forces"][ptr[b] : ptr[b + 1]] - batch["forces"][ptr[b] : ptr[b + 1]]
+                err = out[keys.FORCES][ptr[b] : ptr[b + 1]] - batch[keys.FORCES][ptr[b] : ptr[b + 1]]
                 slot["forces"][1].append(err.reshape(-1).cpu())
     return terms
 
@@ -259,19 +260,19 @@ class LLPRPotential:
         self, batch: dict[str, torch.Tensor], compute_stress: bool = False, compute_forces: bool = True
     ) -> dict[str, torch.Tensor]:
         """``compute_forces=False`` skips forces and their variances (energies only: no backward pass)."""
-        heads = batch["head"]
+        heads = batch[keys.HEAD]
         if self.missing and any(self.model.heads[h] in self.missing for h in heads.unique().tolist()):
             raise ModelFileError(f"no LLPR for head(s) {self.missing} (no training frames of them in "
                                  "mlip-uncertainty fit --train)")
         derivatives = compute_forces or compute_stress
         out = evaluate_with_features(self.model, batch, self.directions[heads] if derivatives else None,
                                      compute_forces=compute_forces, compute_stress=compute_stress)
-        z = torch.einsum("bp,bpk->bk", out["features"], self.factors[heads].to(out["features"].dtype))
-        out["proj"] = z  # f^T L: inner products are the energy covariance
-        out["energy_uncertainty"] = z.pow(2).sum(dim=1).sqrt()
+        z = torch.einsum("bp,bpk->bk", out[keys.FEATURES], self.factors[heads].to(out[keys.FEATURES].dtype))
+        out[keys.PROJ] = z  # f^T L: inner products are the energy covariance
+        out[keys.ENERGY_UNCERTAINTY] = z.pow(2).sum(dim=1).sqrt()
         if compute_forces:
-            out["forces_variance"] = out.pop("proj_forces").pow(2).sum(dim=0)
-            out["forces_uncertainty"] = out["forces_variance"].sum(dim=1).sqrt()
+            out[keys.FORCES_VARIANCE] = out.pop(keys.PROJ_FORCES).pow(2).sum(dim=0)
+            out[keys.FORCES_UNCERTAINTY] = out[keys.FORCES_VARIANCE].sum(dim=1).sqrt()
         if compute_stress:
-            out["stress_uncertainty"] = out.pop("proj_stress").pow(2).sum(dim=0).sqrt()
+            out[keys.STRESS_UNCERTAINTY] = out.pop(keys.PROJ_STRESS).pow(2).sum(dim=0).sqrt()
         return out

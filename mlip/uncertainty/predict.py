@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from mlip.data import keys
 from mlip.inference import strain_batch
 from mlip.device import model_dtype
 from mlip.uncertainty.features import capture_features, structure_features
@@ -26,11 +27,11 @@ BATCHED_VJP: bool | None = None
 
 def _volumes(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """(1/V or 0 for non-periodic graphs [B], periodic mask [B])."""
-    cell = batch["cell"].reshape(-1, 3, 3)
+    cell = batch[keys.CELL].reshape(-1, 3, 3)
     volume = torch.linalg.det(cell).abs()
     periodic = volume > 0
-    if "pbc" in batch:
-        periodic = periodic & batch["pbc"].reshape(-1, 3).any(dim=1)
+    if keys.PBC in batch:
+        periodic = periodic & batch[keys.PBC].reshape(-1, 3).any(dim=1)
     inv = torch.where(periodic, 1.0 / torch.where(periodic, volume, torch.ones_like(volume)), torch.zeros_like(volume))
     return inv, periodic
 
@@ -83,40 +84,40 @@ def evaluate_with_features(
     ``stress`` [B, 3, 3] (eV/A^3, ASE sign) as asked.
     """
     dtype = model_dtype(model)
-    num_graphs = batch["ptr"].shape[0] - 1
-    positions = batch["positions"].detach().to(dtype).requires_grad_(compute_forces)
+    num_graphs = batch[keys.PTR].shape[0] - 1
+    positions = batch[keys.POSITIONS].detach().to(dtype).requires_grad_(compute_forces)
     displacement = torch.zeros((num_graphs, 3, 3), dtype=dtype, device=positions.device,
                                requires_grad=compute_stress)
     inputs = dict(batch)
-    inputs["positions"] = positions
-    inputs["cell"] = batch["cell"].reshape(-1, 3, 3).to(dtype)
+    inputs[keys.POSITIONS] = positions
+    inputs[keys.CELL] = batch[keys.CELL].reshape(-1, 3, 3).to(dtype)
     leaves = ([positions] if compute_forces else []) + ([displacement] if compute_stress else [])
     with torch.set_grad_enabled(bool(leaves)):
         strained = strain_batch(inputs, displacement) if compute_stress else inputs
         with capture_features(model) as captured:
             out = model(strained, compute_forces=False, compute_stress=False, training=False)
         features = structure_features(model, batch, captured)
-        result = {"energy": out["energy"].detach(), "node_energy": out["node_energy"].detach(),
-                  "features": features.detach()}
+        result = {keys.ENERGY: out[keys.ENERGY].detach(), keys.NODE_ENERGY: out[keys.NODE_ENERGY].detach(),
+                  keys.FEATURES: features.detach()}
         inv_volume, periodic = _volumes(inputs)
         if leaves:
-            grads = torch.autograd.grad(out["energy"].sum(), leaves, retain_graph=directions is not None,
+            grads = torch.autograd.grad(out[keys.ENERGY].sum(), leaves, retain_graph=directions is not None,
                                         allow_unused=True)
             grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, leaves)]
             if compute_forces:
-                result["forces"] = -grads[0].detach()
+                result[keys.FORCES] = -grads[0].detach()
             if compute_stress:
-                result["virials"] = -grads[-1].detach()
-                result["stress"] = grads[-1].detach() * inv_volume[:, None, None]
+                result[keys.VIRIALS] = -grads[-1].detach()
+                result[keys.STRESS] = grads[-1].detach() * inv_volume[:, None, None]
         if directions is not None:
             proj = torch.einsum("bp,bpk->bk", features, directions.to(features.dtype))
-            result["proj"] = proj.detach()
+            result[keys.PROJ] = proj.detach()
             if leaves:
                 grads = _batched_vjp(proj, leaves, proj.shape[1])
                 if compute_forces:
-                    result["proj_forces"] = -grads[0].detach()
+                    result[keys.PROJ_FORCES] = -grads[0].detach()
                 if compute_stress:
-                    result["proj_stress"] = grads[-1].detach() * inv_volume[None, :, None, None]
+                    result[keys.PROJ_STRESS] = grads[-1].detach() * inv_volume[None, :, None, None]
     if compute_stress:
-        result["periodic"] = periodic
+        result[keys.PERIODIC] = periodic
     return result
