@@ -37,17 +37,12 @@ from mlip.inference import (
 )
 from mlip.nn.heads import model_heads, select_head
 
-__all__ = ["MLIPCalculator", "SkinNeighborList", "canonical_order"]
+__all__ = ["MLIPCalculator", "SkinNeighborList"]
 
 
 # --------------------------------------------------------------------------------------------
 # neighbour list with a skin
 # --------------------------------------------------------------------------------------------
-def canonical_order(sender: np.ndarray, receiver: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """Permutation sorting edges by (receiver, sender, shift x, y, z): a list-independent order."""
-    return np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], sender, receiver))
-
-
 class SkinNeighborList:
     """Neighbour list with cutoff ``cutoff + skin``, rebuilt only when needed.
 
@@ -81,7 +76,7 @@ class SkinNeighborList:
     def update(
         self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, numbers: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        from mlip.data.neighbors import neighbor_list
+        from mlip.data.neighbors import canonical_order, neighbor_list
 
         if self._needs_rebuild(positions, cell, pbc, numbers):
             sender, receiver, shifts, _ = neighbor_list(positions, cell, pbc, self.cutoff + self.skin)

@@ -64,6 +64,14 @@ def neighbor_list(
     return sender, receiver, unit_shifts, distances
 
 
+def canonical_order(sender: np.ndarray, receiver: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Permutation sorting edges by (receiver, sender, shift x, y, z): an order independent of the list's own.
+
+    Edges grouped by receiver also keep the model's gathers and scatters over edges local in memory.
+    """
+    return np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], sender, receiver))
+
+
 def edge_vectors(
     positions: np.ndarray, cell: np.ndarray, sender: np.ndarray, receiver: np.ndarray,
     unit_shifts: np.ndarray,

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from mlip.data import keys
-from mlip.data.neighbors import neighbor_list
+from mlip.data.neighbors import canonical_order, neighbor_list
 
 __all__ = ["DomainPotential", "DomainResult", "TagExchange", "virial_voigt"]
 
@@ -165,12 +165,14 @@ class DomainPotential:
         """The graph: edges within ``r_max`` with an owned receiver, each with its Cartesian lattice shift (a
         leaf with grad: ``dE/d shift = dE/d r_e``). Without ``cell`` the atoms are an open cluster (shifts 0)."""
         if cell is None:
-            sender, receiver, _, _ = neighbor_list(positions, np.zeros((3, 3)), np.zeros(3, dtype=bool), self.r_max)
-            shifts = np.zeros((len(sender), 3))
+            sender, receiver, unit_shifts, _ = neighbor_list(positions, np.zeros((3, 3)), np.zeros(3, dtype=bool),
+                                                             self.r_max)
         else:
             sender, receiver, unit_shifts, _ = neighbor_list(positions, cell, pbc, self.r_max)
-            shifts = unit_shifts @ cell
         keep = receiver < nlocal
+        order = canonical_order(sender[keep], receiver[keep], unit_shifts[keep])  # grouped by receiver
+        sender, receiver, unit_shifts = sender[keep][order], receiver[keep][order], unit_shifts[keep][order]
+        shifts = unit_shifts @ cell if cell is not None else np.zeros((len(sender), 3))
         as_float = {"dtype": self.dtype, "device": self.device}
         as_long = {"dtype": torch.long, "device": self.device}
         n = len(numbers)
@@ -179,8 +181,8 @@ class DomainPotential:
             keys.NUMBERS: torch.as_tensor(numbers, **as_long),
             keys.BATCH: torch.zeros(n, **as_long),
             keys.PTR: torch.tensor([0, n], **as_long),
-            keys.EDGE_INDEX: torch.as_tensor(np.stack([sender[keep], receiver[keep]]), **as_long),
-            keys.UNIT_SHIFTS: torch.as_tensor(shifts[keep], **as_float).requires_grad_(True),
+            keys.EDGE_INDEX: torch.as_tensor(np.stack([sender, receiver]), **as_long),
+            keys.UNIT_SHIFTS: torch.as_tensor(shifts, **as_float).requires_grad_(True),
             keys.CELL: torch.eye(3, **as_float).reshape(1, 3, 3),  # unit shifts are Cartesian here
             keys.PBC: torch.zeros((1, 3), dtype=torch.bool, device=self.device),
             keys.HEAD: torch.tensor([self.head_index], **as_long),
@@ -223,7 +225,7 @@ class DomainPotential:
         table[:, _V].index_add_(0, every[receiver], 0.5 * edge_virial)
         owned = every[:nlocal]
         table[owned, _E] = energies
-        table[owned, _X] = pos[:nlocal]
+        table[owned, _X] = torch.as_tensor(positions[:nlocal], dtype=torch.float64, device=g_pos.device)
         table[0, 0] = energies.sum()
         table[0, _V] = edge_virial.sum(dim=0)
         table = self.exchange.allreduce_(table).cpu().numpy()

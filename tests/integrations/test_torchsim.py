@@ -113,6 +113,7 @@ def test_batched_nvt_runs(model):
         assert abs(float(final.energy[s]) - _reference(model, moved)["energy"]) < 1e-9
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (never run: no GPU on the development machines)")
 def test_cuda_batch_matches_cpu(model):
     systems = _systems()
