@@ -30,6 +30,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from mlip.data import keys
+from mlip.data.neighbors import SkinNeighborList
 from mlip.device import resolve_device, resolve_dtype
 from mlip.errors import ConfigError, DataError
 from mlip.inference import (
@@ -37,60 +38,7 @@ from mlip.inference import (
 )
 from mlip.nn.heads import model_heads, select_head
 
-__all__ = ["MLIPCalculator", "SkinNeighborList"]
-
-
-# --------------------------------------------------------------------------------------------
-# neighbour list with a skin
-# --------------------------------------------------------------------------------------------
-class SkinNeighborList:
-    """Neighbour list with cutoff ``cutoff + skin``, rebuilt only when needed.
-
-    ``update(positions, cell, pbc, numbers)`` returns ``(edge_index [2,E], unit_shifts [E,3])``
-    (int64 numpy) of all pairs closer than ``cutoff`` at the current positions, in canonical order.
-    The cached list is rebuilt when an atom moved more than ``skin / 2`` since the last build
-    (then no pair can have come from beyond ``cutoff + skin``) or cell, pbc or numbers changed.
-    """
-
-    def __init__(self, cutoff: float, skin: float) -> None:
-        if skin < 0:
-            raise ConfigError(f"skin must be >= 0, got {skin}")
-        self.cutoff = float(cutoff)
-        self.skin = float(skin)
-        self.num_builds = 0
-        self._key: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._reference: np.ndarray | None = None
-        self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    def _needs_rebuild(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, numbers: np.ndarray) -> bool:
-        if self._key is None or self._reference is None:
-            return True
-        old_cell, old_pbc, old_numbers = self._key
-        if not (np.array_equal(cell, old_cell) and np.array_equal(pbc, old_pbc) and np.array_equal(numbers, old_numbers)):
-            return True
-        if self.skin == 0:
-            return True
-        moved = np.sqrt(((positions - self._reference) ** 2).sum(axis=1).max(initial=0.0))
-        return bool(moved > 0.5 * self.skin)
-
-    def update(
-        self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, numbers: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        from mlip.data.neighbors import canonical_order, neighbor_list
-
-        if self._needs_rebuild(positions, cell, pbc, numbers):
-            sender, receiver, shifts, _ = neighbor_list(positions, cell, pbc, self.cutoff + self.skin)
-            self._pairs = (sender, receiver, shifts.astype(np.int64))
-            self._key = (cell.copy(), pbc.copy(), numbers.copy())
-            self._reference = positions.copy()
-            self.num_builds += 1
-        assert self._pairs is not None
-        sender, receiver, shifts = self._pairs
-        vectors = positions[receiver] - positions[sender] + shifts @ cell
-        keep = np.einsum("ij,ij->i", vectors, vectors) < self.cutoff**2
-        sender, receiver, shifts = sender[keep], receiver[keep], shifts[keep]
-        order = canonical_order(sender, receiver, shifts)
-        return np.stack([sender[order], receiver[order]]), shifts[order]
+__all__ = ["MLIPCalculator"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,6 +93,8 @@ class MLIPCalculator(Calculator):
         self.elements = model_elements(self.model)
         self.r_max = float(self.model.r_max)
         self.max_images = int(max_images)
+        if skin < 0:
+            raise ConfigError(f"MLIPCalculator(skin=...): must be >= 0, got {skin}")
         self.neighbors = SkinNeighborList(self.r_max, skin)
         self._checked_cell: tuple[np.ndarray, np.ndarray] | None = None
         self.potential = compile_model(self.model) if compile else None

@@ -87,3 +87,51 @@ def _check_periodic_cell(cell: np.ndarray, pbc: np.ndarray) -> None:
         raise DataError(
             f"cell {cell.tolist()} is degenerate along the periodic directions {pbc.tolist()}"
         )
+
+
+class SkinNeighborList:
+    """Neighbour list with cutoff ``cutoff + skin``, rebuilt only when needed.
+
+    ``update(positions, cell, pbc, numbers)`` returns ``(edge_index [2,E], unit_shifts [E,3])``
+    (int64 numpy) of all pairs closer than ``cutoff`` at the current positions, in canonical order.
+    The cached list is rebuilt when an atom moved more than ``skin / 2`` since the last build
+    (then no pair can have come from beyond ``cutoff + skin``) or cell, pbc or numbers changed.
+    """
+
+    def __init__(self, cutoff: float, skin: float) -> None:
+        if skin < 0:
+            raise ValueError(f"skin must be >= 0, got {skin}")
+        self.cutoff = float(cutoff)
+        self.skin = float(skin)
+        self.num_builds = 0
+        self._key: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._reference: np.ndarray | None = None
+        self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def _needs_rebuild(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, numbers: np.ndarray) -> bool:
+        if self._key is None or self._reference is None:
+            return True
+        old_cell, old_pbc, old_numbers = self._key
+        if not (np.array_equal(cell, old_cell) and np.array_equal(pbc, old_pbc) and np.array_equal(numbers, old_numbers)):
+            return True
+        if self.skin == 0:
+            return True
+        moved = np.sqrt(((positions - self._reference) ** 2).sum(axis=1).max(initial=0.0))
+        return bool(moved > 0.5 * self.skin)
+
+    def update(
+        self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, numbers: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if self._needs_rebuild(positions, cell, pbc, numbers):
+            sender, receiver, shifts, _ = neighbor_list(positions, cell, pbc, self.cutoff + self.skin)
+            self._pairs = (sender, receiver, shifts.astype(np.int64))
+            self._key = (cell.copy(), pbc.copy(), numbers.copy())
+            self._reference = positions.copy()
+            self.num_builds += 1
+        assert self._pairs is not None
+        sender, receiver, shifts = self._pairs
+        vectors = positions[receiver] - positions[sender] + shifts @ cell
+        keep = np.einsum("ij,ij->i", vectors, vectors) < self.cutoff**2
+        sender, receiver, shifts = sender[keep], receiver[keep], shifts[keep]
+        order = canonical_order(sender, receiver, shifts)
+        return np.stack([sender[order], receiver[order]]), shifts[order]

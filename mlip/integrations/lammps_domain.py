@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from mlip.data import keys
-from mlip.data.neighbors import canonical_order, neighbor_list
+from mlip.data.neighbors import SkinNeighborList
 
 __all__ = ["DomainPotential", "DomainResult", "TagExchange", "virial_voigt"]
 
@@ -149,29 +149,31 @@ class DomainPotential:
         model: a prepared mlip model (:func:`mlip.inference.prepare_model`: eval mode, frozen).
         head_index: the output head.
         comm: an mpi4py communicator over the LAMMPS ranks, or ``None`` on one process.
+        skin: Verlet skin of the rank's own neighbour list (A; as the ASE calculator's), reused while no atom
+            has moved ``skin / 2`` and the atoms (by ID), cell and periodicity are unchanged.
     """
 
-    def __init__(self, model: torch.nn.Module, head_index: int, comm: Any = None) -> None:
+    def __init__(self, model: torch.nn.Module, head_index: int, comm: Any = None, skin: float = 0.5) -> None:
         self.model = model
         self.head_index = int(head_index)
         self.exchange = TagExchange(comm)
         self.r_max = float(model.r_max)
         self.dtype = model.dtype
         self.device = next(iter(model.buffers())).device
+        self.neighbors = SkinNeighborList(self.r_max, skin)
 
     def _batch(
-        self, positions: np.ndarray, numbers: np.ndarray, nlocal: int, cell: np.ndarray | None, pbc: np.ndarray | None
+        self, positions: np.ndarray, numbers: np.ndarray, ids: np.ndarray, nlocal: int, cell: np.ndarray | None,
+        pbc: np.ndarray | None,
     ) -> dict[str, torch.Tensor]:
         """The graph: edges within ``r_max`` with an owned receiver, each with its Cartesian lattice shift (a
         leaf with grad: ``dE/d shift = dE/d r_e``). Without ``cell`` the atoms are an open cluster (shifts 0)."""
-        if cell is None:
-            sender, receiver, unit_shifts, _ = neighbor_list(positions, np.zeros((3, 3)), np.zeros(3, dtype=bool),
-                                                             self.r_max)
-        else:
-            sender, receiver, unit_shifts, _ = neighbor_list(positions, cell, pbc, self.r_max)
-        keep = receiver < nlocal
-        order = canonical_order(sender[keep], receiver[keep], unit_shifts[keep])  # grouped by receiver
-        sender, receiver, unit_shifts = sender[keep][order], receiver[keep][order], unit_shifts[keep][order]
+        box = np.zeros((3, 3)) if cell is None else cell
+        # reused while no atom moved half the skin; keyed by atom IDs, so LAMMPS re-ordering rebuilds it
+        edge_index, unit_shifts = self.neighbors.update(positions, box, np.zeros(3, dtype=bool) if cell is None else pbc,
+                                                        ids)
+        keep = edge_index[1] < nlocal  # canonical order (grouped by receiver) is kept
+        sender, receiver, unit_shifts = edge_index[0][keep], edge_index[1][keep], unit_shifts[keep]
         shifts = unit_shifts @ cell if cell is not None else np.zeros((len(sender), 3))
         as_float = {"dtype": self.dtype, "device": self.device}
         as_long = {"dtype": torch.long, "device": self.device}
@@ -198,7 +200,7 @@ class DomainPotential:
         One process may instead pass its owned atoms only (``N = nlocal``) with the periodic ``cell [3, 3]``
         and ``pbc [3]``: periodic images then come from the neighbour list, not from ghost atoms.
         """
-        batch = self._batch(positions, numbers, nlocal, cell, pbc)
+        batch = self._batch(positions, numbers, ids, nlocal, cell, pbc)
         rows = self.exchange.setup(ids[:nlocal], ids, self.device)
         # several ranks always exchange (the collectives must match); one process only with ghost copies
         spread = self.exchange.spread if self.exchange.comm is not None or len(ids) > nlocal else None

@@ -8,7 +8,8 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.md.verlet import VelocityVerlet
 
 from calc_support import si_cell
-from mlip.calculator import MLIPCalculator, SkinNeighborList
+from mlip.calculator import MLIPCalculator
+from mlip.data.neighbors import SkinNeighborList
 from mlip.data.neighbors import neighbor_list
 
 
