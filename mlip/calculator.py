@@ -163,6 +163,17 @@ class MLIPCalculator(Calculator):
             keys.HEAD: torch.tensor([self.head_index], **as_long),
         }
 
+    def get_hessian(self, atoms: Any = None, chunk: int = 16) -> np.ndarray:
+        """Analytic Hessian ``[3N, 3N]`` (eV/A^2, rows and columns ordered atom-major: x, y, z of atom 0 first) of
+        ``atoms`` (default: the atoms of the last calculation), by double backward
+        (:func:`mlip.inference.hessian.hessian`; ``chunk`` rows per backward pass bound the memory)."""
+        from mlip.inference.hessian import hessian
+
+        atoms = self.atoms if atoms is None else atoms
+        if atoms is None:
+            raise ConfigError("MLIPCalculator.get_hessian: give the atoms (no calculation has run yet)")
+        return hessian(self.model, self.make_batch(atoms), chunk).cpu().numpy()
+
     def evaluate(self, batch: dict[str, torch.Tensor], compute_stress: bool = False) -> dict[str, torch.Tensor]:
         """Energy, node energies, forces (and stress) of a batch, eager or compiled."""
         if self.potential is not None:
