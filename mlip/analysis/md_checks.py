@@ -20,7 +20,7 @@ from ase.md import velocitydistribution
 from mlip.analysis.properties import figure_grid, png_bytes
 from mlip.files import atomic_write_bytes
 
-__all__ = ["MDResult", "closest_pair", "min_pair_distance", "nvt_md", "plot_md", "rdf"]
+__all__ = ["MDResult", "closest_pair", "max_rdf_radius", "min_pair_distance", "nvt_md", "plot_md", "rdf"]
 
 
 def closest_pair(atoms: Atoms) -> tuple[float, int, int]:
@@ -39,6 +39,14 @@ def min_pair_distance(frames: list[Atoms]) -> float:
     return min(closest_pair(a)[0] for a in frames)
 
 
+def max_rdf_radius(atoms: Atoms) -> float:
+    """Largest radius (A) the minimum-image RDF counts completely: half the smallest perpendicular width of
+    the cell along its periodic directions (``inf`` without periodic directions)."""
+    widths = 1.0 / np.linalg.norm(atoms.cell.reciprocal(), axis=1) if np.any(atoms.pbc) else np.array([])
+    periodic = widths[np.asarray(atoms.pbc)] if len(widths) else widths
+    return float(periodic.min() / 2) if len(periodic) else float("inf")
+
+
 def rdf(frames: list[Atoms], r_max: float = 5.0, bins: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """Radial distribution function averaged over ``frames``: bin centres ``r`` [bins] (A) and ``g`` [bins].
 
@@ -46,6 +54,8 @@ def rdf(frames: list[Atoms], r_max: float = 5.0, bins: int = 100) -> tuple[np.nd
     width). Periodic: ``g = counts / (N rho 4 pi r^2 dr)`` with ``rho = N / V`` so ``g -> 1`` at large r.
     Open boundaries: no volume, so ``g`` is the pair density per atom ``counts / (N 4 pi r^2 dr)`` (A^-3).
     """
+    if r_max > max_rdf_radius(frames[0]) + 1e-9:
+        raise ValueError(f"rdf: r_max {r_max} A exceeds half the cell width ({max_rdf_radius(frames[0]):.3f} A)")
     edges = np.linspace(0.0, r_max, bins + 1)
     counts = np.zeros(bins)
     for atoms in frames:
@@ -64,7 +74,8 @@ class MDResult:
 
     Settings: ``temperature_K``, ``timestep_fs``, ``steps``, ``friction_per_fs`` (Langevin; Bussi uses
     ``taut = 1 / friction`` fs), ``seed``, ``thermostat``, ``fraction``, ``min_training_distance`` (A),
-    ``threshold`` (A, = fraction * min_training_distance), ``rdf_frames``, ``rdf_r_max`` (A).
+    ``threshold`` (A, = fraction * min_training_distance), ``rdf_frames``, ``rdf_r_max`` (A, the radius used:
+    the requested one capped at :func:`max_rdf_radius`).
     Traces [steps + 1] (step 0 = start): ``time_fs``, ``potential_energy`` and ``total_energy`` (eV),
     ``temperature`` (K), ``min_distance`` (A). ``rdf_r`` / ``rdf_g`` from the last ``rdf_frames`` frames.
     ``verdict``: ``"stable"`` or ``"unstable: atoms i,j at d A at step s"`` (first step below the threshold).
@@ -153,6 +164,7 @@ def nvt_md(atoms: Atoms, calc: Any, temperature_K: float = 300.0, timestep_fs: f
         temp.append(work.get_temperature())
         closest.append(closest_pair(work))
         last = (last + [work.copy()])[-rdf_frames:]
+    rdf_r_max = min(rdf_r_max, max_rdf_radius(work))
     r, g = rdf(last, rdf_r_max, rdf_bins)
     return MDResult(temperature_K, timestep_fs, steps, friction, seed, thermostat, fraction, reference,
                     fraction * reference, len(last), rdf_r_max, np.arange(steps + 1) * timestep_fs, np.array(epot),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
@@ -21,7 +22,9 @@ from ase.stress import voigt_6_to_full_3x3_stress
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integrations"))
 from integ_support import molecule, tiny_model  # noqa: E402
 
-from mlip.analysis.md_checks import closest_pair, min_pair_distance, nvt_md, plot_md, rdf  # noqa: E402
+from mlip.analysis.md_checks import (  # noqa: E402
+    closest_pair, max_rdf_radius, min_pair_distance, nvt_md, plot_md, rdf,
+)
 from mlip.analysis.properties import (  # noqa: E402
     elastic_tensor, equation_of_state, finite_difference_hessian, hessian_to_frequencies, plot_eos, plot_parity,
     relative_energy_parity, stress_parity, vibrational_frequencies,
@@ -29,6 +32,15 @@ from mlip.analysis.properties import (  # noqa: E402
 from mlip.calculator import MLIPCalculator  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """The tiny model runs fastest on one thread; on a loaded 2-core machine more threads contend (10x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def cu(cubic: bool = True) -> Atoms:
@@ -166,6 +178,9 @@ def test_rdf_of_periodic_ideal_gas_tends_to_one_and_closest_pair():
     gas = Atoms("Ar300", positions=rng.uniform(0, 12, (300, 3)), cell=[12, 12, 12], pbc=True)
     r, g = rdf([gas], r_max=5.5, bins=11)
     assert np.mean(g[4:]) == pytest.approx(1.0, abs=0.1)
+    assert max_rdf_radius(gas) == pytest.approx(6.0)
+    with pytest.raises(ValueError, match="half the cell width"):
+        rdf([gas], r_max=6.5)
     pair = Atoms("H2", positions=[[0.1, 0, 0], [9.9, 0, 0]], cell=[10, 10, 10], pbc=True)
     assert closest_pair(pair) == pytest.approx((0.2, 0, 1))
     pair.pbc = False
@@ -179,5 +194,7 @@ def test_mlip_calculator_runs_md_and_eos():
     atoms = triclinic_cell()
     md = nvt_md(atoms, calc, steps=3, temperature_K=100, rdf_r_max=2.5, rdf_bins=10)
     assert md.temperature.shape == (4,) and np.all(np.isfinite(md.total_energy))
+    capped = nvt_md(atoms, calc, steps=1, temperature_K=100, rdf_r_max=50.0, rdf_bins=10)
+    assert capped.rdf_r_max == pytest.approx(max_rdf_radius(atoms)) and capped.rdf_r_max < 3.0
     eos = equation_of_state(atoms, calc, strains=np.linspace(-0.02, 0.02, 5))
     assert eos.energies.shape == (5,) and np.all(np.isfinite(eos.energies))
