@@ -33,6 +33,7 @@ from mlip.files import atomic_write_bytes
 
 __all__ = [
     "EOSResult", "ElasticResult", "VibrationResult", "equation_of_state", "elastic_tensor", "stress_parity",
+    "elastic_constants_energy", "ENERGY_MODES",
     "vibrational_frequencies", "finite_difference_hessian", "relative_energy_parity", "reference_energy",
     "reference_stress", "plot_eos", "plot_parity", "png_bytes", "figure_grid", "hessian_to_frequencies",
     "is_linear", "voigt_strain", "voigt_reuss_hill",
@@ -137,15 +138,21 @@ class ElasticResult:
     seconds: float
 
 
-def _relaxed_stress(atoms: Atoms, calc: Any, relax: bool, fmax: float, steps: int) -> tuple[np.ndarray, int, float]:
-    """ASE Voigt stress (GPa) of ``atoms`` after an optional fixed-cell BFGS relaxation; steps used; max force."""
+def _relaxed_at_fixed_cell(atoms: Atoms, calc: Any, relax: bool, fmax: float, steps: int) -> tuple[Atoms, int, float]:
+    """Copy of ``atoms`` with ``calc`` after an optional fixed-cell BFGS relaxation (``fmax`` eV/A, at most
+    ``steps``); optimiser steps used; max residual force (eV/A)."""
     work = _with_calc(atoms, calc)
     used = 0
     if relax and len(work) > 1:
         opt = BFGS(work, logfile=None)
         opt.run(fmax=fmax, steps=steps)
         used = int(opt.nsteps)
-    force = float(np.linalg.norm(work.get_forces(), axis=1).max())
+    return work, used, float(np.linalg.norm(work.get_forces(), axis=1).max())
+
+
+def _relaxed_stress(atoms: Atoms, calc: Any, relax: bool, fmax: float, steps: int) -> tuple[np.ndarray, int, float]:
+    """ASE Voigt stress (GPa) of ``atoms`` after an optional fixed-cell BFGS relaxation; steps used; max force."""
+    work, used, force = _relaxed_at_fixed_cell(atoms, calc, relax, fmax, steps)
     return work.get_stress(voigt=True) / units.GPa, used, force
 
 
@@ -189,6 +196,62 @@ def elastic_tensor(atoms: Atoms, calc: Any, strains: Any = (-0.01, -0.005, 0.005
     return ElasticResult(c, c_sym, np.linalg.inv(c_sym), stresses, **voigt_reuss_hill(c_sym), strains=strains,
                          relax_ions=relax_ions, fmax=fmax, steps=steps, relax_steps=used,
                          max_residual_force=worst, seconds=time.perf_counter() - start)
+
+
+ENERGY_MODES = {"c11": ((0, 1.0),), "c11+c12": ((0, 1.0), (1, 1.0)), "c44": ((3, 1.0),)}
+"""Energy-strain modes of a cubic crystal: name -> Voigt components strained by ``s`` (engineering shear for 3).
+Their energies are ``E0 + V0/2 C11 s^2``, ``E0 + V0 (C11 + C12) s^2`` and ``E0 + V0/2 C44 s^2``."""
+
+
+def _mode_strain(mode: str, value: float) -> np.ndarray:
+    """Strain tensor [3,3] of energy mode ``mode`` (a key of :data:`ENERGY_MODES`) at strain ``value``."""
+    return sum((weight * voigt_strain(index, value) for index, weight in ENERGY_MODES[mode]), np.zeros((3, 3)))
+
+
+def _curvature(strains: np.ndarray, energies: np.ndarray, degree: int) -> float:
+    """``d^2E/ds^2`` at ``s = 0`` (eV) of a least-squares polynomial of ``degree`` fitted to ``E(s)``."""
+    coef = np.polynomial.polynomial.polyfit(strains, energies, degree)
+    return float(2 * coef[2])
+
+
+def elastic_constants_energy(atoms: Atoms, calc: Any, strains: Any = (-0.01, -0.005, 0.0, 0.005, 0.01),
+                             relax_ions: bool = True, fmax: float = 1e-3, steps: int = 200,
+                             degree: int = 3) -> dict[str, Any]:
+    """Cubic elastic constants C11, C12, C44 (GPa) of ``atoms`` by the energy-strain route.
+
+    For each mode of :data:`ENERGY_MODES` and strain ``s`` the cell is deformed (atoms scaled), the ions
+    optionally relaxed at fixed cell (as :func:`elastic_tensor` does) and the energy read. A least-squares
+    polynomial of ``degree`` (default 3) in ``s`` gives the curvature ``E''(0)``: the linear term absorbs a
+    residual stress and the cubic one the third-order (asymmetric) anharmonicity; on 1% strains the quartic
+    term changes ``E''`` by ~0.1%, so it is not fitted and one degree of freedom is left for noise.
+    ``C11 = E''_c11 / V0``, ``C12 = E''_{c11+c12} / (2 V0) - C11``, ``C44 = E''_c44 / V0`` (eV/A^3 -> GPa).
+    Only valid at the zero-stress cell (elsewhere the energy picks up pressure terms).
+
+    Returns ``c11``, ``c12``, ``c44`` (GPa), ``strains``, ``energies`` ``{mode: [n] eV}``, ``v0`` (A^3),
+    ``relax_steps`` ``{mode: [n]}``, ``max_residual_force`` (eV/A), ``settings`` and ``seconds``.
+    """
+    start = time.perf_counter()
+    strains = tuple(float(s) for s in strains)
+    if len(strains) <= degree:
+        raise ValueError(f"a degree-{degree} fit needs more than {degree} strains, got {len(strains)}")
+    v0 = float(atoms.get_volume())
+    energies: dict[str, np.ndarray] = {}
+    used: dict[str, np.ndarray] = {}
+    worst = 0.0
+    for mode in ENERGY_MODES:
+        energies[mode], used[mode] = np.zeros(len(strains)), np.zeros(len(strains), dtype=int)
+        for k, value in enumerate(strains):
+            work, used[mode][k], force = _relaxed_at_fixed_cell(_strained(atoms, _mode_strain(mode, value)), calc,
+                                                                relax_ions, fmax, steps)
+            energies[mode][k] = work.get_potential_energy()
+            worst = max(worst, force)
+    curv = {mode: _curvature(np.asarray(strains), e, degree) / v0 / units.GPa for mode, e in energies.items()}
+    c11 = curv["c11"]
+    return {"c11": c11, "c12": curv["c11+c12"] / 2 - c11, "c44": curv["c44"], "strains": strains,
+            "energies": energies, "v0": v0, "relax_steps": used, "max_residual_force": worst,
+            "settings": {"relax_ions": relax_ions, "fmax": fmax, "steps": steps, "degree": degree,
+                         "modes": {m: [f"voigt {i}" for i, _ in c] for m, c in ENERGY_MODES.items()}},
+            "seconds": time.perf_counter() - start}
 
 
 # --------------------------------------------------------------------------------------------- parity

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from ase import Atoms
+from ase import Atoms, units
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
@@ -26,8 +26,8 @@ from mlip.analysis.md_checks import (  # noqa: E402
     closest_pair, max_rdf_radius, min_pair_distance, nvt_md, plot_md, rdf,
 )
 from mlip.analysis.properties import (  # noqa: E402
-    elastic_tensor, equation_of_state, finite_difference_hessian, hessian_to_frequencies, plot_eos, plot_parity,
-    relative_energy_parity, stress_parity, vibrational_frequencies,
+    elastic_constants_energy, elastic_tensor, equation_of_state, finite_difference_hessian, hessian_to_frequencies,
+    plot_eos, plot_parity, relative_energy_parity, stress_parity, vibrational_frequencies,
 )
 from mlip.calculator import MLIPCalculator  # noqa: E402
 
@@ -72,6 +72,45 @@ def test_elastic_tensor_one_atom_cell_relaxation_changes_nothing():
     fixed = elastic_tensor(cu(cubic=False), EMT(), strains=(-0.005, 0.005), relax_ions=False)
     np.testing.assert_allclose(relaxed.c_gpa, fixed.c_gpa, atol=1e-9)
     assert relaxed.relax_steps.sum() == 0 and not fixed.relax_ions and fixed.strains == (-0.005, 0.005)
+
+
+EMT_CU_A0 = 3.58982559
+"""EMT's zero-stress fcc Cu lattice constant (A): FrechetCellFilter + BFGS to fmax 1e-6 from a = 3.6."""
+
+
+def cu_at_equilibrium() -> Atoms:
+    """4-atom cubic fcc Cu at EMT's zero-stress lattice (every atom an inversion centre: no internal strain)."""
+    atoms = bulk("Cu", "fcc", a=EMT_CU_A0, cubic=True)
+    atoms.calc = EMT()
+    assert np.abs(atoms.get_stress()).max() / units.GPa < 1e-3  # zero stress: no pressure terms in E(s)
+    atoms.calc = None
+    return atoms
+
+
+def test_energy_and_stress_routes_give_the_same_cubic_constants():
+    atoms = cu_at_equilibrium()
+    stress = elastic_tensor(atoms, EMT(), relax_ions=True)
+    energy = elastic_constants_energy(atoms, EMT(), relax_ions=True)
+    c = stress.c_gpa
+    for name, value in (("c11", c[0, 0]), ("c12", c[0, 1]), ("c44", c[3, 3])):
+        assert energy[name] == pytest.approx(value, rel=0.02), name  # measured: within 0.1%
+    assert energy["c11"] > energy["c12"] > 0 and energy["c44"] > 0
+    assert energy["strains"] == (-0.01, -0.005, 0.0, 0.005, 0.01) and energy["settings"]["degree"] == 3
+    assert set(energy["energies"]) == {"c11", "c11+c12", "c44"} and energy["energies"]["c44"].shape == (5,)
+    assert energy["v0"] == pytest.approx(EMT_CU_A0 ** 3) and energy["max_residual_force"] < 1e-3
+    for mode in energy["energies"].values():  # a minimum at zero strain
+        assert np.argmin(mode) == 2
+    assert energy["seconds"] >= 0
+    with pytest.raises(ValueError, match="degree-3"):
+        elastic_constants_energy(atoms, EMT(), strains=(-0.01, 0.0, 0.01))
+
+
+def test_eos_bulk_modulus_matches_stress_route_voigt_bulk():
+    atoms = cu_at_equilibrium()
+    eos = equation_of_state(atoms, EMT(), strains=np.linspace(-0.01, 0.01, 9))
+    c = elastic_tensor(atoms, EMT()).c_gpa
+    assert eos.b0_gpa == pytest.approx((c[0, 0] + 2 * c[0, 1]) / 3, rel=0.03)  # measured: within 0.05%
+    assert eos.v0 == pytest.approx(atoms.get_volume(), rel=1e-4)
 
 
 def test_stress_parity_reads_info_and_single_point_stress():
