@@ -10,7 +10,7 @@ The calculator is duck-typed so that this module stays below :mod:`mlip.calculat
 table: anything with an ASE ``get_forces(atoms)`` and ``get_hessian(atoms, chunk)`` (eV/A^2,
 ``[3N, 3N]``, atom-major) works, e.g. ``mlip.calculator.MLIPCalculator``.
 
-Conventions: the unit cell given is treated as phonopy's primitive cell (``primitive_matrix=None``),
+Conventions: the unit cell given is treated as phonopy's primitive cell (``primitive_matrix`` the identity),
 so q-points are fractional coordinates of the unit cell's reciprocal lattice, the same convention as
 ASE's band-path k-points. Frequencies are in THz (phonopy's default units); imaginary modes appear
 as negative frequencies.
@@ -82,7 +82,9 @@ def _make_phonopy(unitcell: Atoms, supercell_matrix: Sequence[int] | Sequence[Se
 
     if not all(unitcell.pbc):
         raise ConfigError("phonons: the unit cell must be periodic in all three directions")
-    return Phonopy(_to_phonopy_atoms(unitcell), supercell_matrix=supercell_matrix, primitive_matrix=None)
+    # the unit cell as given is the primitive cell (q-points in its reciprocal basis, as ASE's bandpath);
+    # an explicit identity: phonopy 4 resolves None to "auto" (a reduced cell)
+    return Phonopy(_to_phonopy_atoms(unitcell), supercell_matrix=supercell_matrix, primitive_matrix=np.eye(3))
 
 
 def force_constants_analytic(
