@@ -38,7 +38,7 @@ class ReportSettings:
     supercell: tuple[int, int, int] = (2, 2, 2)
     displacement: float = 0.01
     dos_mesh: tuple[int, int, int] = (12, 12, 12)
-    md_steps: int = 500
+    md_steps: int = 2000
     md_temperature_K: float = 300.0
     md_timestep_fs: float = 1.0
     md_thermostat: str = "langevin"

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"])
     p.add_argument("--head", default=None, help="model head [the model's default_head, else its only head]")
     p.add_argument("--supercell", type=int, nargs=3, default=[2, 2, 2], help="phonon and MD supercell [2 2 2]")
-    p.add_argument("--md-steps", type=int, default=500, help="NVT MD steps [500]")
+    p.add_argument("--md-steps", type=int, default=2000, help="NVT MD steps (2 ps at 1 fs) [2000]")
     p.add_argument("--temperature", type=float, default=300.0, help="MD temperature (K) [300]")
     p.add_argument("--timestep", type=float, default=1.0, help="MD timestep (fs) [1]")
     return p
