@@ -24,7 +24,8 @@ import mlip
 
 REPO = Path(__file__).resolve().parents[1]
 DIST = "mlip-torch"
-COMMANDS = ("align", "bonds", "convert", "data", "eval", "lammps", "preprocess", "select", "train", "uncertainty")
+COMMANDS = ("align", "bonds", "convert", "data", "eval", "lammps", "preprocess", "report", "select", "train",
+            "uncertainty")
 
 
 def _distribution() -> importlib.metadata.Distribution:
