@@ -8,7 +8,7 @@ atoms, and periodic images, its own included). Method, with ``R = r_max``:
   positions) form one open cluster. Its edges are every pair closer than ``R`` whose *receiver is owned*.
   With a ghost shell of ``R + skin`` around the subdomain (set by :mod:`mlip.integrations.lammps`) an
   owned atom has all its neighbours, so the rank computes exactly the messages, node features and energies
-  of its owned atoms, and nothing for ghosts.
+  of its owned atoms; ghosts only get each interaction's first linear layer (they are senders).
 * **Node features between interactions** (:class:`TagExchange`): after each interaction the owned
   atoms' features are written into a table indexed by LAMMPS atom ID, summed over ranks (MPI Allreduce),
   and every ghost reads the row of its ID. The exchange's backward sends the ghosts' feature gradients
@@ -19,9 +19,10 @@ atoms, and periodic images, its own included). Method, with ``R = r_max``:
   edge's two atoms; the global virial is their sum. One Allreduce per call carries forces, per-atom
   virials and energies, positions (for the repeated-setup check) and the totals.
 
-Cost per rank: model work on owned atoms and their edges only, plus per-node linear layers on ghosts; two
-Allreduces of ``[max ID, F]`` per interaction (forward and backward) and one of ``[max ID, 13]`` per call.
-The ID tables make communication O(total atoms) per rank: fine on one node, a bound for many.
+Cost per rank: model work on owned atoms and their edges only, plus one linear layer per interaction on ghosts;
+two Allreduces of ``[max ID, F]`` per exchange (after every interaction but the last: forward and backward) and
+one of ``[max ID, 13]`` per call. The ID tables make communication O(total atoms) per rank: fine on one node, a
+bound for many. One process may skip the ghosts altogether: owned atoms and the periodic cell (see ``__call__``).
 """
 
 from __future__ import annotations
