@@ -76,13 +76,15 @@ def lammps_input(atoms: Atoms, boundary: str, before: str, after: str, out: Path
 
 def main(model: str, out: str, names: list[str]) -> int:
     from mlip.cli.lammps import main as mlip_lammps
+    from mlip.files import atomic_write_text
 
     every = cases()
     for name in names:
         folder = Path(out) / name
         folder.mkdir(parents=True, exist_ok=True)
         script = folder / "in.lammps"
-        script.write_text(lammps_input(*every[name], folder))
+        # every rank writes the same input: atomically, or a rank may read a file another is rewriting
+        atomic_write_text(script, lammps_input(*every[name], folder))
         code = mlip_lammps(["--model", model, "--elements", *ELEMENTS, "-in", str(script),
                             "-log", str(folder / "log.lammps"), "-screen", "none"])
         if code != 0:
