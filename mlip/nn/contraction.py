@@ -118,18 +118,25 @@ class SymmetricContraction(torch.nn.Module):
                 g = block.permute(1, 0, 2).reshape(n_mono, ir.dim * P)
                 self.register_buffer(f"G_{o}_{nu}", g.contiguous(), persistent=False)
         self.strategy = self._choose_strategy(strategy, combos_by_order)
+        self.eager_strategy = self._choose_strategy(strategy, combos_by_order, grouped=True)
         self.use_horner = self.strategy in ("horner", "features")
-        if self.use_horner:
+        if self.use_horner or self.eager_strategy in ("horner", "features"):
             self._register_horner_buffers()
+        self.node_elements = self._node_elements()
 
-    def _choose_strategy(self, strategy: str, combos_by_order: list[list[tuple[int, ...]]]) -> str:
-        """``"auto"`` -> the cheapest of horner / features / monomial (same numbers, different cost)."""
+    def _choose_strategy(self, strategy: str, combos_by_order: list[list[tuple[int, ...]]], grouped: bool = False) -> str:
+        """``"auto"`` -> the cheapest of horner / features / monomial (same numbers, different cost).
+
+        ``grouped``: the cost in eager mode, where Horner's top order runs on each element's atoms only
+        (a data-dependent gather, so compiled graphs evaluate every element on every atom instead).
+        """
         # operation counts weighted by measured CPU costs; all strategies give the same numbers:
         # "horner": per-element Horner (few weight sets), "features": features-first Horner, "monomial".
         K = self.K
         if strategy == "auto":
+            sets = 1 if grouped else self.num_elements
             cost = {
-                "horner": 6 * self.num_elements * sum(M * K**self.correlation for M in self.out_dims),
+                "horner": 6 * sets * sum(M * K**self.correlation for M in self.out_dims),
                 "features": sum(M * K**self.correlation * c[-1] for M, c in zip(self.out_dims, self.num_params)),
                 "monomial": 2 * (
                     17 * self.num_monomials
@@ -158,6 +165,14 @@ class SymmetricContraction(torch.nn.Module):
                     mat = U.reshape(M * K**nu, P).T
                 self.register_buffer(f"U_{o}_{nu}", mat.contiguous(), persistent=False)
 
+    def _node_elements(self) -> int:
+        """Elements per atom of the largest intermediate of :meth:`forward` in eager mode (blocking over atoms)."""
+        C, K = self.num_channels, self.K
+        if self.eager_strategy in ("horner", "features"):
+            top = max(K * p[-1] for p in self.num_params) if self.eager_strategy == "features" else 0
+            return C * max(top, max(M * K ** (self.correlation - 1) for M in self.out_dims))
+        return C * self.num_monomials
+
     def weight(self, o: int, nu: int) -> torch.nn.Parameter:
         """Weights ``[num_elements, P, C]`` of output irrep ``o`` and order ``nu``."""
         return self.weights[o * self.correlation + nu - 1]
@@ -176,12 +191,18 @@ class SymmetricContraction(torch.nn.Module):
             parts.append(x[:, start : start + C * d].reshape(N, C, d))
             start += C * d
         a = torch.cat(parts, dim=-1)  # [N, C, K]
-        if self.use_horner:
-            return self._horner(a, element)
+        compiling = torch.compiler.is_compiling()
+        strategy = self.strategy if compiling else self.eager_strategy
+        if strategy in ("horner", "features"):
+            return self._horner(a, element, strategy, grouped=not compiling)
         return self._monomial(a, element)
 
-    def _horner(self, a: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
-        """``((c_nu A + c_{nu-1}) A + ..) A``; the top order per element or features-first."""
+    def _horner(self, a: torch.Tensor, element: torch.Tensor, strategy: str, grouped: bool) -> torch.Tensor:
+        """``((c_nu A + c_{nu-1}) A + ..) A``; the top order per element or features-first.
+
+        ``grouped``: the per-element top order runs on that element's atoms only (eager); otherwise on
+        every atom, masked (no data-dependent shapes, for compiled graphs).
+        """
         N, C, K = a.shape
         a_c = a.transpose(0, 1)  # [C, N, K]
         outs = []
@@ -190,9 +211,11 @@ class SymmetricContraction(torch.nn.Module):
             U_top = getattr(self, f"U_{o}_{nu}").to(a.dtype)  # [K, P, Q]
             W_top = self.weight(o, nu)  # [E, P, C]
             Kt, P, Q = U_top.shape
-            if self.strategy == "features":  # z[n,c,k,p] = A[n,c,k] W[z_n,p,c], one matmul with U
+            if strategy == "features":  # z[n,c,k,p] = A[n,c,k] W[z_n,p,c], one matmul with U
                 z = a.unsqueeze(-1) * W_top[element].transpose(1, 2).unsqueeze(2)
                 t = (z.reshape(N * C, Kt * P) @ U_top.reshape(Kt * P, Q)).reshape(N, C, Q)
+            elif grouped and self.num_elements > 1:
+                t = self._top_by_element(a_c, element, W_top, U_top)
             else:
                 t = torch.zeros(N, C, Q, dtype=a.dtype, device=a.device)
                 for e in range(self.num_elements):
@@ -214,6 +237,16 @@ class SymmetricContraction(torch.nn.Module):
                 t = (t.reshape(N, C, M * K ** (n - 1), K) * a.unsqueeze(2)).sum(-1)
             outs.append(t.reshape(N, C * M))
         return torch.cat(outs, dim=-1)
+
+    def _top_by_element(self, a_c: torch.Tensor, element: torch.Tensor, W_top: torch.Tensor, U_top: torch.Tensor) -> torch.Tensor:
+        """Horner's top order ``[N, C, Q]``, each element's coefficients applied to its own atoms only."""
+        C, N, _ = a_c.shape
+        t = a_c.new_zeros(N, C, U_top.shape[2])
+        for e in torch.unique(element).tolist():
+            rows = (element == e).nonzero().squeeze(1)
+            c_e = torch.einsum("pc,kpq->ckq", W_top[e], U_top)  # [C, K, Q]
+            t = t.index_copy(0, rows, torch.bmm(a_c.index_select(1, rows), c_e).transpose(0, 1))
+        return t
 
     def _monomial(self, a: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
         """Distinct monomials of ``A`` times the stacked basis ``G``, then the atom's weights."""

@@ -55,7 +55,8 @@ class ChannelwiseConvolution(torch.nn.Module):
     """Edge messages and their sum over senders.
 
     ``forward(node_feats [N, irreps_node.dim], edge_attrs [E, sh.dim], weights [E, weight_numel],
-    edge_index [2,E], edge_gate [E]|None) -> [N, irreps_out.dim]``.
+    edge_index [2,E], edge_gate [E]|None, num_receivers) -> [num_receivers (default N), irreps_out.dim]``;
+    receivers (``edge_index[1]``) must be below ``num_receivers``.
     """
 
     def __init__(self, irreps_node: o3.Irreps | str, irreps_sh: o3.Irreps | str, target: o3.Irreps | str):
@@ -153,14 +154,16 @@ class ChannelwiseConvolution(torch.nn.Module):
         weights: torch.Tensor,
         edge_index: torch.Tensor,
         edge_gate: torch.Tensor | None = None,
+        num_receivers: int | None = None,
     ) -> torch.Tensor:
+        num_out = node_feats.shape[0] if num_receivers is None else num_receivers
         if self._groups:
-            return self._stacked_forward(node_feats, edge_attrs, weights, edge_index, edge_gate)
+            return self._stacked_forward(node_feats, edge_attrs, weights, edge_index, edge_gate, num_out)
         sender, receiver = edge_index[0], edge_index[1]
         msg = self.tp(node_feats[sender], edge_attrs, weights)
         if edge_gate is not None:
             msg = msg * edge_gate.unsqueeze(-1)
-        out = torch.zeros(node_feats.shape[0], msg.shape[1], dtype=msg.dtype, device=msg.device)
+        out = torch.zeros(num_out, msg.shape[1], dtype=msg.dtype, device=msg.device)
         return out.index_add(0, receiver, msg)
 
     def _stacked_forward(
@@ -170,6 +173,7 @@ class ChannelwiseConvolution(torch.nn.Module):
         weights: torch.Tensor,
         edge_index: torch.Tensor,
         edge_gate: torch.Tensor | None,
+        num_out: int,
     ) -> torch.Tensor:
         """The batched-matmul evaluation (module docstring); same result as ``self.tp`` + scatter."""
         sender, receiver = edge_index[0], edge_index[1]
@@ -195,9 +199,9 @@ class ChannelwiseConvolution(torch.nn.Module):
                 m = m.reshape(num_edges, len(paths), d3, u) * r_run.unsqueeze(2)
                 if edge_gate is not None:
                     m = m * edge_gate.view(-1, 1, 1, 1)
-                zeros = torch.zeros(num_nodes, len(paths) * d3 * u, dtype=m.dtype, device=m.device)
+                zeros = torch.zeros(num_out, len(paths) * d3 * u, dtype=m.dtype, device=m.device)
                 node = zeros.index_add(0, receiver, m.reshape(num_edges, len(paths) * d3 * u))
-                group_sums.append(node.reshape(num_nodes, len(paths), d3, u))
+                group_sums.append(node.reshape(num_out, len(paths), d3, u))
             sums.append(group_sums)
-        blocks = [sums[g][r][:, k].transpose(1, 2).reshape(num_nodes, u * sums[g][r].shape[2]) for g, r, k in self._blocks]
+        blocks = [sums[g][r][:, k].transpose(1, 2).reshape(num_out, u * sums[g][r].shape[2]) for g, r, k in self._blocks]
         return torch.cat(blocks, dim=-1)

@@ -18,6 +18,7 @@ from e3nn import nn as e3nn_nn
 from e3nn import o3
 
 from mlip.nn.convolution import ChannelwiseConvolution
+from mlip.nn.blocking import blocked_edge_sum, rows_per_block
 from mlip.nn.layers import ElementLinear, make_linear
 from mlip.nn.radial import LayerNormMLP, radial_mlp
 
@@ -63,6 +64,7 @@ class InteractionBlock(torch.nn.Module):
         self.radial = radial_mlp([num_radial] + list(radial_hidden) + [self.conv.weight_numel])
         self.target_irreps = o3.Irreps(target_irreps)
         self.linear = make_linear(self.conv.irreps_out, self.target_irreps)
+        self.edge_width = int(self.conv.irreps_out.dim)  # elements per edge of the messages (blocking)
         if self.residual:
             self.skip = ElementLinear(self.irreps_node, num_elements, hidden_irreps)
         else:
@@ -79,17 +81,22 @@ class InteractionBlock(torch.nn.Module):
         edge_index: torch.Tensor,
         edge_gate: torch.Tensor | None = None,
         num_local: int | None = None,
+        block_elements: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(A, sc)`` of every atom, or of the first ``num_local`` (domain decomposition: receivers < num_local)."""
+        """``(A, sc)`` of every atom, or of the first ``num_local`` (domain decomposition: receivers < num_local).
+
+        ``block_elements > 0``: the edge sum runs a block of receivers at a time, with about that many
+        elements in its largest per-edge tensor (:mod:`mlip.nn.blocking`; edges sorted by receiver).
+        """
         num_nodes = node_feats.shape[0] if num_local is None else num_local
         own_feats, own_hot = (node_feats, one_hot) if num_local is None else (node_feats[:num_local], one_hot[:num_local])
         sc = self.skip(own_feats, own_hot) if self.residual else None
         h = self.linear_up(node_feats)
-        weights = self.radial(edge_feats)
-        if cutoff is not None:
-            weights = weights * cutoff
-        conv = self.conv(h, edge_attrs, weights, edge_index, edge_gate)
-        message = self.linear(conv if num_local is None else conv[:num_local])
+        conv = blocked_edge_sum(
+            self._edge_sum, edge_index[1], num_nodes, rows_per_block(block_elements, self.edge_width),
+            (edge_attrs, edge_feats, cutoff, edge_index[0], edge_gate), (h,),
+        )
+        message = self.linear(conv)
         if self.density is not None:
             edge_density = torch.tanh(self.density(edge_feats) ** 2)
             if cutoff is not None:
@@ -102,6 +109,24 @@ class InteractionBlock(torch.nn.Module):
         if not self.residual:
             message = self.skip(message, own_hot)
         return message, sc
+
+    def _edge_sum(
+        self,
+        h: torch.Tensor,
+        edge_attrs: torch.Tensor,
+        edge_feats: torch.Tensor,
+        cutoff: torch.Tensor | None,
+        sender: torch.Tensor,
+        edge_gate: torch.Tensor | None,
+        receiver: torch.Tensor,
+        num_receivers: int,
+    ) -> torch.Tensor:
+        """``sum_s R(e_sr) * CG(h_s, Y_sr)`` of the given edges, ``[num_receivers, conv.irreps_out.dim]``."""
+        weights = self.radial(edge_feats)
+        if cutoff is not None:
+            weights = weights * cutoff
+        edge_index = torch.stack([sender, receiver])
+        return self.conv(h, edge_attrs, weights, edge_index, edge_gate, num_receivers)
 
 
 class NonLinearInteraction(torch.nn.Module):
@@ -162,8 +187,12 @@ class NonLinearInteraction(torch.nn.Module):
         edge_index: torch.Tensor,
         edge_gate: torch.Tensor | None = None,
         num_local: int | None = None,
+        block_elements: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(A, sc)`` of every atom, or of the first ``num_local`` (domain decomposition: receivers < num_local)."""
+        """``(A, sc)`` of every atom, or of the first ``num_local`` (domain decomposition: receivers < num_local).
+
+        ``block_elements`` is accepted for the interface of :class:`InteractionBlock`; this block sums all edges at once.
+        """
         num_nodes = node_feats.shape[0] if num_local is None else num_local
         sc = self.skip(node_feats if num_local is None else node_feats[:num_local])
         h = self.linear_up(node_feats)

@@ -226,13 +226,14 @@ class CueqConvolution(_CueModule):
         weights: torch.Tensor,
         edge_index: torch.Tensor,
         edge_gate: torch.Tensor | None = None,
+        num_receivers: int | None = None,
     ) -> torch.Tensor:
         w = weights * self._const["scale"]
         if edge_gate is not None:  # the message is linear in the weights
             w = w * edge_gate.unsqueeze(-1)
         return self.impl(node_feats)(
             node_feats, edge_attrs, weight=w, indices_1=edge_index[0], indices_out=edge_index[1],
-            size_out=node_feats.shape[0],
+            size_out=node_feats.shape[0] if num_receivers is None else num_receivers,
         )
 
 

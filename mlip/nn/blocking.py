@@ -1,0 +1,137 @@
+"""Eager inference a block of atoms at a time: edge sums per receiver block, products per node block.
+
+An interaction's per-edge tensors (radial weights ``[E, paths x channels]``, the convolution's
+``[E, K, channels]`` messages) are the largest tensors of a MACE call: 290 MB each in float64 for
+512-atom Si with 64 channels, 2.3 GB for 4096 atoms. Evaluated whole, every one of them is a fresh
+``mmap`` of the C allocator (glibc serves blocks above 32 MiB that way), so each first touch of each
+page faults: about a million page faults per 512-atom call, a third to half of its time on one core
+(``docs/benchmarks.md``, "Inference per core"). Evaluated for a block of receivers whose edges
+number at most ``max_edges``, the same tensors are a few MB, come from the allocator's free lists and
+stay in cache between the producing and the consuming operation.
+
+With ``recompute`` (the default when gradients are on) each block is wrapped in
+:func:`torch.utils.checkpoint.checkpoint`: the backward re-evaluates the block's messages instead of
+keeping every block's intermediates, so the peak memory of an energy+forces call holds the node
+features and one block's edge tensors, not all edges' at once.
+
+Blocks are whole receivers, so every receiver's messages are summed in one ``index_add`` in edge
+order, as in the unchunked sum: the result is bitwise that of one block. Edges must be sorted by
+receiver (the calculator's and the data pipeline's canonical order); otherwise, and when all edges
+fit in one block, the caller's function runs once on everything.
+
+The symmetric contraction is per atom, so :func:`blocked_rows` runs it on consecutive rows (its
+third-order monomials are ``[969, N x channels]``: 200 MB in float64 for 512 atoms and 64 channels).
+
+Block sizes come from one budget, :data:`DEFAULT_BLOCK_ELEMENTS` elements for the largest intermediate
+of a block (``MACE.block_elements``): 2**21 elements are 16 MiB in float64, below glibc's largest
+dynamic mmap threshold (32 MiB), so the blocks' tensors are recycled through the allocator's free lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.checkpoint import checkpoint
+
+DEFAULT_BLOCK_ELEMENTS = 2**21
+"""Elements of a block's largest intermediate (eager inference); ``MACE.block_elements`` overrides it."""
+
+
+def rows_per_block(budget: int, row_elements: int) -> int:
+    """Rows (edges or atoms) of one block: ``budget // row_elements``, at least 1; 0 when ``budget <= 0`` (off)."""
+    if budget <= 0:
+        return 0
+    return max(1, budget // max(1, row_elements))
+
+
+def receiver_blocks(receiver: torch.Tensor, num_nodes: int, max_edges: int) -> list[tuple[int, int, int, int]] | None:
+    """``(node_start, node_stop, edge_start, edge_stop)`` of consecutive receiver blocks, or ``None``.
+
+    ``receiver [E]`` (long, every entry ``< num_nodes``). Each block holds at most ``max_edges`` edges
+    unless a single receiver has more. ``None`` when blocking does not apply: ``max_edges <= 0``, all
+    edges fit in one block, or the receivers are not sorted.
+    """
+    num_edges = int(receiver.shape[0])
+    if max_edges <= 0 or num_edges <= max_edges:
+        return None
+    if bool((receiver[1:] < receiver[:-1]).any()):
+        return None
+    counts = torch.bincount(receiver, minlength=num_nodes)[:num_nodes]
+    offsets = np.concatenate([[0], np.cumsum(counts.cpu().numpy())])  # edges before each node
+    blocks = []
+    start = 0
+    while start < num_nodes:
+        stop = int(np.searchsorted(offsets, offsets[start] + max_edges, side="right")) - 1
+        stop = min(max(stop, start + 1), num_nodes)
+        blocks.append((start, stop, int(offsets[start]), int(offsets[stop])))
+        start = stop
+    return blocks
+
+
+def blocked_edge_sum(
+    block_sum: Callable[..., torch.Tensor],
+    receiver: torch.Tensor,
+    num_nodes: int,
+    max_edges: int,
+    edge_inputs: Sequence[torch.Tensor | None],
+    node_inputs: Sequence[torch.Tensor],
+    recompute: bool | None = None,
+) -> torch.Tensor:
+    """``[num_nodes, F]`` sums over edges, one receiver block at a time.
+
+    ``block_sum(*node_inputs, *edge_inputs_of_block, local_receiver [E_b], num_block_nodes) -> [n_b, F]``
+    sums the messages of a block's edges into its receivers (``local_receiver`` counts from the block's
+    first node). Edge inputs are ``[E, ...]`` tensors or ``None``; node inputs are passed whole.
+    ``recompute`` (default: whether gradients are enabled) re-evaluates each block in the backward.
+    """
+    blocks = receiver_blocks(receiver, num_nodes, max_edges)
+    if blocks is None:
+        return block_sum(*node_inputs, *edge_inputs, receiver, num_nodes)
+    if recompute is None:
+        recompute = torch.is_grad_enabled()
+    sums = []
+    for node_start, node_stop, edge_start, edge_stop in blocks:
+        if edge_stop == edge_start:  # receivers without edges: nothing to sum
+            like = sums[-1] if sums else None
+            if like is None:
+                like = block_sum(*node_inputs, *[_slice(t, 0, 0) for t in edge_inputs],
+                                 receiver[:0], 0)
+            sums.append(like.new_zeros((node_stop - node_start,) + tuple(like.shape[1:])))
+            continue
+        edges = [_slice(t, edge_start, edge_stop) for t in edge_inputs]
+        local = receiver[edge_start:edge_stop] - node_start
+        args = (*node_inputs, *edges, local, node_stop - node_start)
+        if recompute:
+            sums.append(checkpoint(block_sum, *args, use_reentrant=False))
+        else:
+            sums.append(block_sum(*args))
+    return torch.cat(sums, dim=0)
+
+
+def blocked_rows(
+    fn: Callable[..., torch.Tensor],
+    max_rows: int,
+    row_inputs: Sequence[torch.Tensor | None],
+    recompute: bool | None = None,
+) -> torch.Tensor:
+    """``fn(*row_inputs)`` of a row-wise (per-atom) function, ``max_rows`` rows at a time, concatenated.
+
+    ``row_inputs`` share their first dimension (or are ``None``). ``max_rows <= 0`` or fewer rows: one call.
+    ``recompute`` as in :func:`blocked_edge_sum`.
+    """
+    rows = next(t.shape[0] for t in row_inputs if t is not None)
+    if max_rows <= 0 or rows <= max_rows:
+        return fn(*row_inputs)
+    if recompute is None:
+        recompute = torch.is_grad_enabled()
+    outs = []
+    for start in range(0, rows, max_rows):
+        args = [_slice(t, start, start + max_rows) for t in row_inputs]
+        outs.append(checkpoint(fn, *args, use_reentrant=False) if recompute else fn(*args))
+    return torch.cat(outs, dim=0)
+
+
+def _slice(tensor: torch.Tensor | None, start: int, stop: int) -> torch.Tensor | None:
+    return None if tensor is None else tensor[start:stop]
