@@ -46,13 +46,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_inference_common import (  # noqa: E402  (scripts are not a package)
     MODEL_EXTRAS,
     MODELS,
+    default_mace_python,
     mace_hyperparameters,
     skipped,
     time_calls,
 )
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MACE_PYTHON = "/tmp/macevenv/bin/python"
+DEFAULT_MACE_PYTHON = default_mace_python()
 SYSTEMS = ("acac", "acac_box", "si512", "si4096")
 
 

@@ -1,8 +1,9 @@
 """What both sides of scripts/benchmark_inference.py share: model hyper-parameters and timing.
 
 Imported by :mod:`benchmark_inference` (mlip's side) and :mod:`benchmark_inference_mace` (the mace-torch
-worker, which runs in mace-torch's venv and never imports mlip). It imports neither of them, nor mlip:
-the standard library at import time, torch inside :func:`time_calls`.
+worker, which runs in mace-torch's venv and never imports mlip), and by :mod:`benchmark_calculator`;
+:func:`default_mace_python` is every benchmark script's default ``--mace-python``. It imports neither of
+them, nor mlip: the standard library at import time, torch inside :func:`time_calls`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import statistics
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 ELEMENTS = [1, 6, 8, 14]
@@ -21,6 +23,18 @@ MODEL_EXTRAS: dict[str, dict[str, Any]] = {
              "interaction_cls_first": "RealAgnosticDensityInteractionBlock",
              "pair_repulsion": True, "distance_transform": "Agnesi"},
 }
+
+
+FALLBACK_MACE_PYTHON = "/tmp/macevenv/bin/python"
+
+
+def default_mace_python() -> str:
+    """The mace-torch venv's python: the repository's ``.venv-mace`` (``make mace-venv``), else
+    /tmp/macevenv when that exists, else the repository's path (a missing file: callers say so or skip)."""
+    local = Path(__file__).resolve().parents[1] / ".venv-mace" / "bin" / "python"
+    if not local.exists() and Path(FALLBACK_MACE_PYTHON).exists():
+        return FALLBACK_MACE_PYTHON
+    return str(local)
 
 
 # ------------------------------------------------------------------------------------------

@@ -36,8 +36,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmark_train import (  # noqa: E402  (scripts are not a package)
-    DEFAULT_DATA, MACE_PYTHON, REPO, _EPOCH_LINE, bench_mace, run_measured, slice_xyz, test_errors,
+from benchmark_inference_common import default_mace_python  # noqa: E402  (scripts are not a package)
+from benchmark_train import (  # noqa: E402
+    DEFAULT_DATA, REPO, _EPOCH_LINE, bench_mace, run_measured, slice_xyz, test_errors,
 )
 
 
@@ -150,7 +151,7 @@ def main() -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=REPO / "runs" / "time_to_accuracy")
-    p.add_argument("--mace-python", default=MACE_PYTHON)
+    p.add_argument("--mace-python", default=default_mace_python())
     p.add_argument("--target-forces", type=float, default=None, help="meV/A (default: mace-torch's, this run)")
     p.add_argument("--target-energy", type=float, default=None, help="meV/atom (default: mace-torch's, this run)")
     p.add_argument("--json", type=Path, default=None)

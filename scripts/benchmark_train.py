@@ -34,9 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_inference_common import default_mace_python  # noqa: E402  (scripts are not a package)
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "acac"
-MACE_PYTHON = "/tmp/macevenv/bin/python"
+MACE_PYTHON = default_mace_python()
 
 
 def slice_xyz(src: Path, dst: Path, n: int | None) -> Path:

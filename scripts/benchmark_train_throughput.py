@@ -29,6 +29,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_inference_common import default_mace_python  # noqa: E402  (scripts are not a package)
+
 REPO = Path(__file__).resolve().parents[1]
 SYSTEMS = {  # data file, batch size, loss weights (energy, forces, stress)
     "acac": (REPO / "data" / "acac" / "train.xyz", 5, (1.0, 100.0, 0.0)),
@@ -169,7 +172,7 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=40, help="frames per timed pass")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
     p.add_argument("--epochs", type=int, default=2, help="timed passes over the frames")
-    p.add_argument("--mace-python", default="/tmp/macevenv/bin/python", help="'' to skip mace-torch")
+    p.add_argument("--mace-python", default=default_mace_python(), help="'' to skip mace-torch")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--worker", choices=["mlip", "mace"], help=argparse.SUPPRESS)
     args = p.parse_args()

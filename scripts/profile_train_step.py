@@ -9,9 +9,9 @@ batch of 5 acac frames from data/acac/train.xyz, one CPU thread.
     python scripts/profile_train_step.py --mace --repeats 5 # interleaved mlip / mace-torch, medians
 
 With ``--mace`` each measurement is a separate process (mlip: this interpreter; mace-torch 0.3.16:
-``--mace-python``, default /tmp/macevenv/bin/python), alternated mlip, mace, mlip, mace, .. so that
-slow drift of the machine load affects both alike; the medians and their ratio are printed. Times are
-process CPU time per step (single thread), which a shared machine perturbs less than wall time.
+``--mace-python``, default the repository's .venv-mace, else /tmp/macevenv), alternated mlip, mace,
+mlip, mace, .. so that slow drift of the machine load affects both alike; the medians and their ratio
+are printed. Times are process CPU time per step (single thread), which a shared machine perturbs less than wall time.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_inference_common import default_mace_python  # noqa: E402  (scripts are not a package)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "acac"
@@ -148,7 +151,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="interleaved measurements per framework (--mace)")
     p.add_argument("--profile", type=int, default=25, help="rows of the operator table (0: none)")
     p.add_argument("--mace", action="store_true", help="also time mace-torch, interleaved")
-    p.add_argument("--mace-python", default="/tmp/macevenv/bin/python")
+    p.add_argument("--mace-python", default=default_mace_python())
     p.add_argument("--worker", choices=["mlip", "mace"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
