@@ -26,7 +26,10 @@ decomposition table with the ``aten.mm`` entry replaced (:func:`inductor_decompo
 CPU rewrite of ``[M, 1] @ [1, P]`` guards on ``M + P <= 32`` and so bounded a graph's atom count.
 :attr:`CompiledPotential.num_compiles` counts the graphs compiled for this instance.
 
-No global state is changed: no default dtype, no dynamo config.
+No torch state is changed: no default dtype, no dynamo config. On a CPU the C allocator is told once to
+keep large blocks on its heap (:func:`mlip.allocator.keep_large_blocks`): inductor's buffers are hundreds of
+MB, and as fresh mmaps they page-fault on every call (about half the time of a 512-atom Si call).
+``MLIP_MALLOC_TUNING=0`` leaves the allocator alone.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ from typing import Any, Callable
 
 import torch
 
+from mlip.allocator import keep_large_blocks
 from mlip.data import keys
+from mlip.device import model_device
 from mlip.nn.grad_output import energy_gradients, strain, zero_displacement
 
 NODE_KEYS: tuple[str, ...] = keys.ATOM_DIM_KEYS
@@ -208,6 +213,8 @@ class CompiledPotential:
         self.model = model
         self.num_compiles = 0
         """Graphs compiled so far for this potential (counted by the wrapping backend)."""
+        if model_device(model).type == "cpu":  # inductor's buffers: from the heap, not a fresh mmap per call
+            keep_large_blocks()
         self._inner_backend = compiler_backend(backend, mode)
         self._energy = torch.compile(_energy_function(model), backend=self._backend, fullgraph=fullgraph, dynamic=None)
 

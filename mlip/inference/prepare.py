@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 
-from mlip.allocator import keep_large_blocks
 from mlip.errors import ConfigError
 from mlip.nn.backends import BACKENDS
 
@@ -24,11 +23,8 @@ def prepare_model(
     """Load (path) or copy (module) a model onto ``device``/``dtype`` in eval mode, frozen.
 
     A module argument is deep-copied first, so the caller's module keeps its device, dtype,
-    training mode and ``requires_grad`` flags. On a CPU the process's allocator is told to keep large
-    blocks (:func:`mlip.allocator.keep_large_blocks`; ``MLIP_MALLOC_TUNING=0`` leaves it alone).
+    training mode and ``requires_grad`` flags.
     """
-    if device.type == "cpu":
-        keep_large_blocks()
     if isinstance(model, (str, Path)):
         from mlip.io.model_file import load_model
 

@@ -18,7 +18,7 @@ from e3nn import nn as e3nn_nn
 from e3nn import o3
 
 from mlip.nn.convolution import ChannelwiseConvolution
-from mlip.nn.blocking import blocked_edge_sum, rows_per_block
+from mlip.nn.blocking import BlockPlan, blocked_edge_sum
 from mlip.nn.layers import ElementLinear, make_linear
 from mlip.nn.radial import LayerNormMLP, radial_mlp
 
@@ -81,21 +81,25 @@ class InteractionBlock(torch.nn.Module):
         edge_index: torch.Tensor,
         edge_gate: torch.Tensor | None = None,
         num_local: int | None = None,
-        block_elements: int = 0,
+        blocking: BlockPlan | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(A, sc)`` of every atom, or of the first ``num_local`` (domain decomposition: receivers < num_local).
 
-        ``block_elements > 0``: the edge sum runs a block of receivers at a time, with about that many
-        elements in its largest per-edge tensor (:mod:`mlip.nn.blocking`; edges sorted by receiver).
+        ``blocking``: the edge sum runs a block of receivers at a time (:mod:`mlip.nn.blocking`; edges
+        sorted by receiver; the same numbers).
         """
         num_nodes = node_feats.shape[0] if num_local is None else num_local
         own_feats, own_hot = (node_feats, one_hot) if num_local is None else (node_feats[:num_local], one_hot[:num_local])
         sc = self.skip(own_feats, own_hot) if self.residual else None
         h = self.linear_up(node_feats)
-        conv = blocked_edge_sum(
-            self._edge_sum, edge_index[1], num_nodes, rows_per_block(block_elements, self.edge_width),
-            (edge_attrs, edge_feats, cutoff, edge_index[0], edge_gate), (h,),
-        )
+        edges = (edge_attrs, edge_feats, cutoff, edge_index[0], edge_gate)
+        if blocking is None:
+            conv = self._edge_sum(h, *edges, edge_index[1], num_nodes)
+        else:
+            conv = blocked_edge_sum(
+                self._edge_sum, edge_index[1], num_nodes, blocking.rows(self.edge_width), edges, (h,),
+                recompute=blocking.recompute,
+            )
         message = self.linear(conv)
         if self.density is not None:
             edge_density = torch.tanh(self.density(edge_feats) ** 2)
@@ -187,11 +191,11 @@ class NonLinearInteraction(torch.nn.Module):
         edge_index: torch.Tensor,
         edge_gate: torch.Tensor | None = None,
         num_local: int | None = None,
-        block_elements: int = 0,
+        blocking: BlockPlan | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(A, sc)`` of every atom, or of the first ``num_local`` (domain decomposition: receivers < num_local).
 
-        ``block_elements`` is accepted for the interface of :class:`InteractionBlock`; this block sums all edges at once.
+        ``blocking`` is accepted for the interface of :class:`InteractionBlock`; this block sums all edges at once.
         """
         num_nodes = node_feats.shape[0] if num_local is None else num_local
         sc = self.skip(node_feats if num_local is None else node_feats[:num_local])

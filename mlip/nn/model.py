@@ -19,7 +19,7 @@ from e3nn import o3
 
 from mlip.data import keys
 from mlip.errors import ConfigError, DataError
-from mlip.nn.blocking import DEFAULT_BLOCK_ELEMENTS, blocked_rows, rows_per_block
+from mlip.nn.blocking import BlockPlan, Blocking, blocked_rows
 from mlip.nn.edge_readout import EdgeEnergyReadout
 from mlip.nn.grad_output import energy_gradients, strain, zero_displacement
 from mlip.nn.hparams import ModelHyperparameters
@@ -194,15 +194,18 @@ class MACE(torch.nn.Module):
         return out
 
     # ------------------------------------------------------------------ helpers
-    block_elements: int = DEFAULT_BLOCK_ELEMENTS
-    """Eager inference evaluates edges and products in blocks whose largest intermediate has about this many
-    elements (:mod:`mlip.nn.blocking`; same numbers, less memory); 0 evaluates every atom at once.
-    Training (``training=True``) and compiled graphs always evaluate every atom at once."""
+    blocking: Blocking | None = Blocking()
+    """Eager inference evaluates edges and products a block of atoms at a time (:mod:`mlip.nn.blocking`;
+    same numbers, no large temporaries); ``None`` evaluates every atom at once. Training (``training=True``)
+    and compiled graphs always evaluate every atom at once."""
 
-    def _block_budget(self, training: bool) -> int:
-        if training or torch.compiler.is_compiling():
-            return 0
-        return int(self.block_elements)
+    def _block_plan(self, training: bool, num_edges: int, num_nodes: int) -> BlockPlan | None:
+        """The blocking of this call (``None``: all atoms at once), from :attr:`blocking` and the call's size."""
+        if training or torch.compiler.is_compiling() or self.blocking is None:
+            return None
+        widths = [getattr(inter, "edge_width", 0) for inter in self.interactions]
+        node_widths = [getattr(prod.contraction, "node_elements", 0) for prod in self.products]
+        return self.blocking.plan(num_edges * sum(widths) + num_nodes * sum(node_widths), self.dtype)
 
     def element_index(self, numbers: torch.Tensor) -> torch.Tensor:
         """Map atomic numbers ``[N]`` to model element indices; unknown elements raise ``DataError``."""
@@ -245,8 +248,9 @@ class MACE(torch.nn.Module):
                 displacement = zero_displacement(num_graphs, positions)
             positions, cell = strain(positions, cell, node_graph, displacement)
 
+        plan = self._block_plan(training, batch[keys.EDGE_INDEX].shape[1], positions.shape[0])
         node_inter, descriptors, edge_energy = self._interactions(
-            positions, cell, batch, element, one_hot, node_head, node_graph, block_elements=self._block_budget(training)
+            positions, cell, batch, element, one_hot, node_head, node_graph, blocking=plan
         )
         node_e0 = self.atomic_energies[node_head, element]  # float64
         # 1-D sums (edges into atoms above, atoms into graphs here) use scatter_add, not index_add:
@@ -286,11 +290,11 @@ class MACE(torch.nn.Module):
         node_graph: torch.Tensor,
         num_local: int | None = None,
         exchange: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        block_elements: int = 0,
+        blocking: BlockPlan | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
         """Interaction energies of the atoms (model dtype, before E0s), their descriptors, and edge energies.
 
-        ``block_elements > 0``: edges and products a block of atoms at a time (:mod:`mlip.nn.blocking`).
+        ``blocking``: edges and products a block of atoms at a time (:mod:`mlip.nn.blocking`).
 
         Without ``num_local`` every atom is computed: ``node_inter [N]``. With it (domain decomposition,
         :meth:`local_energies`) only the first ``num_local`` atoms are: every edge must have a receiver below
@@ -325,10 +329,11 @@ class MACE(torch.nn.Module):
         last = len(self.interactions) - 1
         for t, (inter, prod, n_scalar) in enumerate(zip(self.interactions, self.products, self.scalar_dims)):
             a, sc = inter(h, one_hot, edge_attrs, edge_feats, cutoff, edge_index, edge_gate,
-                          num_local=num_local, block_elements=block_elements)
-            if block_elements > 0:
-                rows = rows_per_block(block_elements, getattr(prod.contraction, "node_elements", 0))
-                h = blocked_rows(prod, rows, (a, sc, out_element))
+                          num_local=num_local, blocking=blocking)
+            if blocking is not None:
+                width = getattr(prod.contraction, "node_elements", 0)  # 0: a backend's contraction, one block
+                rows = blocking.rows(width) if width else a.shape[0]
+                h = blocked_rows(prod, rows, (a, sc, out_element), recompute=blocking.recompute)
             else:
                 h = prod(a, sc, out_element)
             descriptors.append(h[:, :n_scalar])
@@ -377,7 +382,7 @@ class MACE(torch.nn.Module):
             raise ValueError("local_energies: every edge needs an owned receiver (index < num_local)")
         node_inter, _, _ = self._interactions(
             positions, cell, batch, element, one_hot, node_head, node_graph, num_local, exchange,
-            block_elements=self._block_budget(training=False),
+            blocking=self._block_plan(False, batch[keys.EDGE_INDEX].shape[1], num_local),
         )
         return self.atomic_energies[node_head[:num_local], element[:num_local]] + node_inter.to(torch.float64)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from ase.build import bulk
 
-from mlip.nn.blocking import blocked_edge_sum, blocked_rows, receiver_blocks, rows_per_block
+from mlip.nn.blocking import BlockPlan, Blocking, blocked_edge_sum, blocked_rows, receiver_blocks
 from mlip.nn.contraction import SymmetricContraction
 
 from graphs import atoms_structures, make_batch
@@ -34,28 +34,40 @@ def _structures(numbers: list[int]):
     return atoms_structures([crystal, cluster])
 
 
+@pytest.mark.parametrize("recompute_bytes", [0, 2**40])
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_blocked_model_equals_one_block(variant):
+def test_blocked_model_equals_one_block(variant, recompute_bytes):
     model = copy.deepcopy(small_model(variant))
     batch = _sorted_by_receiver(make_batch(_structures(model.atomic_numbers), model.r_max))
     if "heads" in VARIANTS[variant]:
         batch["head"] = torch.tensor([1, 0])
-    model.block_elements = 0
+    model.blocking = None
     whole = model(batch, compute_forces=True, compute_stress=True)
-    model.block_elements = 40  # blocks of a few edges and atoms
+    model.blocking = Blocking(elements=40, recompute_bytes=recompute_bytes)  # blocks of a few edges and atoms
     blocked = model(batch, compute_forces=True, compute_stress=True)
     width = getattr(model.interactions[0], "edge_width", None)  # the non-linear block sums all edges at once
-    assert width is None or batch["edge_index"].shape[1] > 10 * rows_per_block(40, width)
-    assert len(batch["positions"]) > 4 * rows_per_block(40, model.products[0].contraction.node_elements)
+    plan = BlockPlan(40, bool(recompute_bytes == 0))
+    assert model._block_plan(False, batch["edge_index"].shape[1], len(batch["positions"])) == plan
+    assert width is None or batch["edge_index"].shape[1] > 10 * plan.rows(width)
+    assert len(batch["positions"]) > 4 * plan.rows(model.products[0].contraction.node_elements)
     for key in ("energy", "node_energy", "forces", "stress"):
         torch.testing.assert_close(blocked[key], whole[key], rtol=0, atol=1e-12)
 
 
-def test_training_and_compiling_never_block():
+def test_training_never_blocks():
     model = copy.deepcopy(small_model("residual"))
-    model.block_elements = 40
-    assert model._block_budget(training=True) == 0
-    assert model._block_budget(training=False) == 40
+    assert model._block_plan(True, 1000, 100) is None
+    assert model._block_plan(False, 1000, 100) == BlockPlan(Blocking().elements, False)
+
+
+def test_recompute_only_above_the_byte_budget():
+    policy = Blocking(elements=2**21, recompute_bytes=2**30)
+    si512 = 14336 * (1024 + 2560) + 512 * (49152 + 16384)  # 64-channel mp64 model: edges + products
+    assert not policy.plan(si512, torch.float64).recompute  # 0.7 GB: kept
+    assert policy.plan(8 * si512, torch.float32).recompute  # 4096 atoms: 2.7 GB, recomputed
+    with torch.no_grad():
+        assert not policy.plan(8 * si512, torch.float32).recompute  # no backward, nothing to keep
+    assert BlockPlan(2**21, False).rows(2560) == 819 and BlockPlan(2**21, False).rows(0) == 2**21
 
 
 def test_receiver_blocks_cover_every_node_once():
