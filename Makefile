@@ -11,7 +11,7 @@ OMP_NUM_THREADS ?= 2
 TORCH_SPEC ?= $(shell if command -v nvidia-smi >/dev/null 2>&1; then echo "torch"; else echo "torch==2.13.0"; fi)
 TORCH_INDEX_URL ?=
 
-.PHONY: venv install install-test demo test clean
+.PHONY: venv install install-test demo test clean mace-venv
 
 # The distribution was called mlip before issue 26; an editable install under that name is removed first (only
 # this project's: its summary says PyTorch; the JAX package "mlip" says JAX). The .egg-info folders are
@@ -44,6 +44,19 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	OMP_NUM_THREADS=$(OMP_NUM_THREADS) $(PY) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo 'pytest ran no tests' >&2; exit 1; fi; exit $$rc
+
+# mace-torch in a venv of its own, for the side-by-side benchmarks (scripts/benchmark_*.py --mace-python;
+# their default is $(MACE_VENV)/bin/python). Never a dependency of mlip: mace-torch pins e3nn 0.4.4.
+MACE_VENV ?= .venv-mace
+MACE_SPEC ?= mace-torch==0.3.16
+mace-venv: $(MACE_VENV)/.installed
+
+$(MACE_VENV)/.installed:
+	$(PYTHON) -m venv $(MACE_VENV)
+	$(MACE_VENV)/bin/pip install -q --upgrade pip
+	$(MACE_VENV)/bin/pip install -q "$(TORCH_SPEC)" || $(MACE_VENV)/bin/pip install -q torch
+	$(MACE_VENV)/bin/pip install -q "$(MACE_SPEC)"
+	touch $@
 
 clean:
 	rm -rf $(VENV) runs/demo demo_run .pytest_cache mlip.egg-info mlip_torch.egg-info
