@@ -45,3 +45,26 @@ def test_large_blocks_are_reused_without_page_faults():
     pages = 3 * 2**25 // 4096  # of the three intermediates
     assert faults_off > pages // 2  # a fresh mmap per intermediate: every page faults
     assert faults_on < faults_off // 2  # heap blocks are reused (measured: a fifth of the pages fault)
+
+
+TRIM = """
+import torch
+from mlip.allocator import release_free_memory
+
+def rss_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+blocks = [torch.ones(8192, dtype=torch.float64) for _ in range(3000)]  # 64 KiB each: heap chunks, ~190 MiB
+pin = torch.ones(16, dtype=torch.float64)  # allocated last: keeps the heap's top from shrinking
+del blocks
+before = rss_mib()
+release_free_memory()
+print(before - rss_mib())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc_trim only")
+def test_release_free_memory_returns_free_heap_pages():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", TRIM], capture_output=True, text=True, env=env, check=True).stdout
+    assert float(out) > 100  # MiB of free heap chunks returned
