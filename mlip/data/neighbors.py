@@ -124,14 +124,16 @@ class SkinNeighborList:
     ) -> tuple[np.ndarray, np.ndarray]:
         if self._needs_rebuild(positions, cell, pbc, numbers):
             sender, receiver, shifts, _ = neighbor_list(positions, cell, pbc, self.cutoff + self.skin)
-            self._pairs = (sender, receiver, shifts.astype(np.int64))
+            shifts = shifts.astype(np.int64)
+            # sorted once per build: the pairs kept at a call are a subset, already in canonical order
+            # (the order is total on distinct (sender, receiver, shift) pairs), so no sort per call
+            order = canonical_order(sender, receiver, shifts)
+            self._pairs = (np.stack([sender[order], receiver[order]]), shifts[order])
             self._key = (cell.copy(), pbc.copy(), numbers.copy())
             self._reference = positions.copy()
             self.num_builds += 1
         assert self._pairs is not None
-        sender, receiver, shifts = self._pairs
-        vectors = positions[receiver] - positions[sender] + shifts @ cell
+        edge_index, shifts = self._pairs
+        vectors = positions[edge_index[1]] - positions[edge_index[0]] + shifts @ cell
         keep = np.einsum("ij,ij->i", vectors, vectors) < self.cutoff**2
-        sender, receiver, shifts = sender[keep], receiver[keep], shifts[keep]
-        order = canonical_order(sender, receiver, shifts)
-        return np.stack([sender[order], receiver[order]]), shifts[order]
+        return edge_index[:, keep], shifts[keep]

@@ -23,7 +23,8 @@ from mlip.io.model_file import save_model
 from mlip.nn.hparams import ModelHyperparameters
 from mlip.nn.model import build_model
 
-MACE_PYTHON = Path(os.environ.get("MLIP_MACE_PYTHON", "/tmp/macevenv/bin/python"))
+_REPO_MACE = Path(__file__).resolve().parents[2] / ".venv-mace" / "bin" / "python"  # make mace-venv
+MACE_PYTHON = Path(os.environ.get("MLIP_MACE_PYTHON", _REPO_MACE if _REPO_MACE.is_file() else "/tmp/macevenv/bin/python"))
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "mace_from_mlip_export.py"
 needs_mace = pytest.mark.skipif(not MACE_PYTHON.is_file(),
                                 reason=f"no mace-torch 0.3.16 venv at {MACE_PYTHON} (set MLIP_MACE_PYTHON)")

@@ -132,8 +132,8 @@ def test_memory_largest_and_md_tables():
     md = bc.md_table([{"system": "acac", "dtype": "float64", "mode": "eager", "steps": 10, "ms_step": 50.0,
                        "ms_model": 48.0, "ms_batch": 0.5, "outside_pct": 4.0},
                       {"system": "si512", "dtype": "float32", "mode": "compiled", "steps": 10, "ms_step": 50.0,
-                       "ms_model": 40.0, "ms_batch": 0.5, "outside_pct": 20.0}])
-    assert "| 4.0 | yes |" in md and "| 20.0 | no |" in md
+                       "ms_model": 40.0, "ms_batch": 0.5, "outside_pct": 20.0, "calculator_pct": 6.0}])
+    assert "| 4.0 | yes | 4.0 |" in md and "| 6.0 | no | 20.0 |" in md
 
 
 def test_header_names_date_commit_machine_and_versions():
