@@ -15,8 +15,9 @@ keeping every block's intermediates, so the peak memory of an energy+forces call
 features and one block's edge tensors, not all edges' at once.
 
 Blocks are whole receivers, so every receiver's messages are summed in one ``index_add`` in edge
-order, as in the unchunked sum: energies are bitwise those of one block; the gradients of the node
-features are summed block by block, so forces differ by rounding (~1e-16 eV/A in float64). Edges must be
+order, as in the unchunked sum. Results differ from one block by rounding only: matrix products over
+fewer rows may sum in another order, and node-feature gradients are summed block by block (float64:
+energies equal in the tests, forces ~1e-16 eV/A; float32: ~1e-8 relative). Edges must be
 sorted by receiver (the calculator's and the data pipeline's canonical order); otherwise, and when all
 edges fit in one block, the caller's function runs once on everything. Every edge block takes the same
 number of edges (the edges past its receivers go to a dropped row) and, when re-evaluating, the C heap's
@@ -105,20 +106,18 @@ def blocked_edge_sum(
     max_edges: int,
     edge_inputs: Sequence[torch.Tensor | None],
     node_inputs: Sequence[torch.Tensor],
-    recompute: bool | None = None,
+    recompute: bool,
 ) -> torch.Tensor:
     """``[num_nodes, F]`` sums over edges, one receiver block at a time.
 
     ``block_sum(*node_inputs, *edge_inputs_of_block, local_receiver [E_b], num_block_nodes) -> [n_b, F]``
     sums the messages of a block's edges into its receivers (``local_receiver`` counts from the block's
     first node). Edge inputs are ``[E, ...]`` tensors or ``None``; node inputs are passed whole.
-    ``recompute`` (default: whether gradients are enabled) re-evaluates each block in the backward.
+    ``recompute`` re-evaluates each block in the backward (:func:`torch.utils.checkpoint.checkpoint`).
     """
     blocks = receiver_blocks(receiver, num_nodes, max_edges)
     if blocks is None:
         return block_sum(*node_inputs, *edge_inputs, receiver, num_nodes)
-    if recompute is None:
-        recompute = torch.is_grad_enabled()
     if recompute:
         block_sum = _trimmed(block_sum)
     num_edges = int(receiver.shape[0])
@@ -142,7 +141,7 @@ def blocked_rows(
     fn: Callable[..., torch.Tensor],
     max_rows: int,
     row_inputs: Sequence[torch.Tensor | None],
-    recompute: bool | None = None,
+    recompute: bool,
 ) -> torch.Tensor:
     """``fn(*row_inputs)`` of a row-wise (per-atom) function, ``max_rows`` rows at a time, concatenated.
 
@@ -152,8 +151,6 @@ def blocked_rows(
     rows = next(t.shape[0] for t in row_inputs if t is not None)
     if max_rows <= 0 or rows <= max_rows:
         return fn(*row_inputs)
-    if recompute is None:
-        recompute = torch.is_grad_enabled()
     if recompute:
         fn = _trimmed(fn)
     outs = []

@@ -119,8 +119,7 @@ class SymmetricContraction(torch.nn.Module):
                 self.register_buffer(f"G_{o}_{nu}", g.contiguous(), persistent=False)
         self.strategy = self._choose_strategy(strategy, combos_by_order)
         self.eager_strategy = self._choose_strategy(strategy, combos_by_order, grouped=True)
-        self.use_horner = self.strategy in ("horner", "features")
-        if self.use_horner or self.eager_strategy in ("horner", "features"):
+        if {self.strategy, self.eager_strategy} & {"horner", "features"}:
             self._register_horner_buffers()
         self.node_elements = self._node_elements()
 
