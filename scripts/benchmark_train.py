@@ -146,13 +146,15 @@ def _mace_epoch_times(log: Path) -> list[float]:
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
-def bench_mace(args: argparse.Namespace, train: Path, tests: list[Path], work: Path, env: dict[str, str]) -> dict:
+def mace_command(args: argparse.Namespace, train: Path, work: Path) -> list[str]:
+    """mace-torch's ``run_train`` command line of the reference recipe (seed ``args.seed``, default 1)."""
     mdir = work / "mace_run"
     mdir.mkdir(parents=True, exist_ok=True)
     e0s = isolated_e0s(args.data / "isolated_atoms.xyz")
-    cmd = [
+    return [
         args.mace_python, "-m", "mace.cli.run_train",
-        "--name", "acac", "--work_dir", str(mdir), "--seed", "1", "--device", "cpu", "--default_dtype", "float64",
+        "--name", "acac", "--work_dir", str(mdir), "--seed", str(getattr(args, "seed", 1)),
+        "--device", "cpu", "--default_dtype", "float64",
         "--train_file", str(train), "--valid_fraction", "0.1",
         "--energy_key", "energy", "--forces_key", "forces", "--E0s", repr(e0s),
         "--model", "MACE", "--hidden_irreps", "32x0e + 32x1o", "--max_ell", "3", "--correlation", "3",
@@ -166,9 +168,12 @@ def bench_mace(args: argparse.Namespace, train: Path, tests: list[Path], work: P
         "--max_num_epochs", str(args.epochs), "--eval_interval", "1", "--error_table", "PerAtomRMSE",
         "--save_cpu",
     ]
-    rc, wall, rss = run_measured(cmd, env, work / "mace_train.log")
-    if rc != 0:
-        raise RuntimeError(f"mace training failed (exit {rc}); see {work / 'mace_train.log'}")
+
+
+def mace_results(args: argparse.Namespace, tests: list[Path], work: Path, env: dict[str, str], wall: float,
+                 rss: float) -> dict:
+    """Epoch times from mace-torch's log and its final model's test errors (``mace.cli.eval_configs``)."""
+    mdir = work / "mace_run"
     logs = sorted((mdir / "logs").glob("*.log")) if (mdir / "logs").is_dir() else []
     times = _mace_epoch_times(logs[-1]) if logs else []
     model = mdir / "acac.model"
@@ -184,6 +189,14 @@ def bench_mace(args: argparse.Namespace, train: Path, tests: list[Path], work: P
             raise RuntimeError(f"mace eval_configs failed: {ev.stderr.strip()[-2000:]}")
         result["tests"][t.stem] = test_errors(t, pred, "MACE_")
     return result
+
+
+def bench_mace(args: argparse.Namespace, train: Path, tests: list[Path], work: Path, env: dict[str, str]) -> dict:
+    """mace-torch's reference run alone, then its test errors."""
+    rc, wall, rss = run_measured(mace_command(args, train, work), env, work / "mace_train.log")
+    if rc != 0:
+        raise RuntimeError(f"mace training failed (exit {rc}); see {work / 'mace_train.log'}")
+    return mace_results(args, tests, work, env, wall, rss)
 
 
 # ---------------------------------------------------------------------------------------------- report

@@ -54,8 +54,10 @@ def _time_steps(step, steps: int, warmup: int) -> float:
 
 
 # ------------------------------------------------------------------------------------------- mlip
-def mlip_step_fn(batch_size: int, seed: int = 0):
+def mlip_step_fn(batch_size: int, seed: int = 0, dtype: str = "float64"):
     import torch
+
+    dt = getattr(torch, dtype)
 
     from mlip.data.batch import collate
     from mlip.data.graph import configuration_to_graph
@@ -67,9 +69,9 @@ def mlip_step_fn(batch_size: int, seed: int = 0):
     e0 = _isolated_e0s()
     zs = sorted(e0)
     hp = ModelHyperparameters(atomic_numbers=zs, atomic_energies=[[e0[z] for z in zs]], **HP)
-    model = build_model(hp, dtype=torch.float64)
+    model = build_model(hp, dtype=dt)
     configs = read_configurations(DATA / "train.xyz", index=f":{batch_size}")
-    batch = collate([configuration_to_graph(c, hp.r_max, hp.heads) for c in configs], dtype=torch.float64)
+    batch = collate([configuration_to_graph(c, hp.r_max, hp.heads) for c in configs], dtype=dt)
     opt = torch.optim.Adam(model.parameters(), lr=0.01, amsgrad=True)
 
     def step():
@@ -85,7 +87,7 @@ def mlip_step_fn(batch_size: int, seed: int = 0):
 
 
 # ------------------------------------------------------------------------------------------- mace
-def mace_step_fn(batch_size: int, seed: int = 0):
+def mace_step_fn(batch_size: int, seed: int = 0, dtype: str = "float64"):
     import ase.io
     import numpy as np
     import torch
@@ -93,7 +95,8 @@ def mace_step_fn(batch_size: int, seed: int = 0):
     from mace import data, modules, tools
     from mace.tools import torch_geometric
 
-    torch.set_default_dtype(torch.float64)
+    dt = getattr(torch, dtype)
+    torch.set_default_dtype(dt)
     torch.manual_seed(seed)
     e0 = _isolated_e0s()
     zs = sorted(e0)
@@ -108,7 +111,7 @@ def mace_step_fn(batch_size: int, seed: int = 0):
         avg_num_neighbors=HP["avg_num_neighbors"], atomic_numbers=zs, correlation=HP["correlation"],
         gate=torch.nn.functional.silu, radial_MLP=HP["radial_mlp"], use_reduced_cg=False,
         atomic_inter_scale=1.0, atomic_inter_shift=0.0,
-    ).to(torch.float64)
+    ).to(dt)
     atoms = ase.io.read(DATA / "train.xyz", f":{batch_size}")
     keyspec = data.KeySpecification(info_keys={"energy": "energy"}, arrays_keys={"forces": "forces"})
     configs = [data.config_from_atoms(a, key_specification=keyspec) for a in atoms]
@@ -127,11 +130,11 @@ def mace_step_fn(batch_size: int, seed: int = 0):
     return step
 
 
-def worker(framework: str, steps: int, warmup: int, batch_size: int, profile: int) -> None:
+def worker(framework: str, steps: int, warmup: int, batch_size: int, profile: int, dtype: str = "float64") -> None:
     import torch
 
     torch.set_num_threads(1)
-    step = (mlip_step_fn if framework == "mlip" else mace_step_fn)(batch_size)
+    step = (mlip_step_fn if framework == "mlip" else mace_step_fn)(batch_size, dtype=dtype)
     ms = _time_steps(step, steps, warmup)
     print(json.dumps({"framework": framework, "ms_per_step": ms}), flush=True)
     if profile:
@@ -148,6 +151,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=5)
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--repeats", type=int, default=3, help="interleaved measurements per framework (--mace)")
     p.add_argument("--profile", type=int, default=25, help="rows of the operator table (0: none)")
     p.add_argument("--mace", action="store_true", help="also time mace-torch, interleaved")
@@ -155,16 +159,16 @@ def main() -> None:
     p.add_argument("--worker", choices=["mlip", "mace"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        worker(args.worker, args.steps, args.warmup, args.batch_size, args.profile)
+        worker(args.worker, args.steps, args.warmup, args.batch_size, args.profile, args.dtype)
         return
     if not args.mace:
-        worker("mlip", args.steps, args.warmup, args.batch_size, args.profile)
+        worker("mlip", args.steps, args.warmup, args.batch_size, args.profile, args.dtype)
         return
     times: dict[str, list[float]] = {"mlip": [], "mace": []}
     for r in range(args.repeats):
         for fw, py in (("mlip", sys.executable), ("mace", args.mace_python)):
             cmd = [py, __file__, "--worker", fw, "--steps", str(args.steps), "--warmup", str(args.warmup),
-                   "--batch-size", str(args.batch_size), "--profile", "0"]
+                   "--batch-size", str(args.batch_size), "--profile", "0", "--dtype", args.dtype]
             env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
             if fw == "mace":  # e3nn 0.4.4 reads its own constants.pt with a plain torch.load (torch >= 2.6 default changed)
                 env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
