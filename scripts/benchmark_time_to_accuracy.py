@@ -1,27 +1,27 @@
 #!/usr/bin/env python
-"""Wall time to mace-torch's 40-epoch test accuracy on acac: mlip's fast recipe against mace-torch, side by side.
+"""Wall time to mace-torch's own 40-epoch test accuracy on acac, mlip's recipe against that same run.
 
-Both trainings start at the same moment as two processes with one thread each (``--threads``), so they
-share the machine's load alike:
+For each seed (``--seeds``), two processes with one thread each (``--threads``) start at the same moment:
 
 * mace-torch 0.3.16 (its own venv, ``--mace-python``) runs the reference recipe of
-  ``scripts/benchmark_train.py`` (``--model MACE``, 40 epochs, float64, batch 5, lr 0.01, EMA 0.99);
-* mlip runs ``--recipe`` (default ``configs/acac_fast.yaml``) on the same files (train_300K, 10 %
-  validation, isolated-atom E0s), writing a checkpoint every ``--eval-every`` epochs. Several recipes
-  run one after the other on the second thread while mace-torch trains (a recipe still running after
-  mace-torch has finished is marked so in the report).
+  ``scripts/benchmark_train.py`` (``--model MACE``, 40 epochs, float64, batch 5, lr 0.01, EMA 0.99, the seed);
+* mlip runs ``--recipe`` (default ``configs/acac_fast.yaml``) with the same seed on the same files (train_300K,
+  10 % validation, isolated-atom E0s), writing a checkpoint every ``--eval-every`` epochs.
 
-Time is wall time from the process start (interpreter start-up, data reading, statistics and any
-compilation included). mace-torch's time is that of its last epoch line in its log; mlip's time at a
-checkpoint is the checkpoint file's modification time. After both have finished (so the evaluation
-costs no training time), each mlip checkpoint's model -- the best EMA weights by validation loss so far,
-what ``model.pt`` would hold had the run stopped there -- is evaluated on test_MD_300K. The target is
-mace-torch's final test_MD_300K accuracy from this same run (force RMSE and energy RMSE per atom), or
-``--target-forces`` / ``--target-energy`` (meV/A, meV/atom). Printed: time to the target for each, the
-ratio, and the final errors of both on test_MD_300K and test_MD_600K.
+Equal load: the two cores share caches, so when one run ends the other would speed up. A one-thread
+ballast (``scripts/equal_load.py``) takes over the core of whichever ends first until the other ends
+(``--no-ballast`` turns that off, the old timing).
 
-    python scripts/benchmark_time_to_accuracy.py                       # about 20-30 min on 2 cores
-    python scripts/benchmark_time_to_accuracy.py --target-forces 29.9 --target-energy 6.0
+Time is wall time from each process start (interpreter start-up, data reading, statistics and any
+compilation included). Two timings of mace-torch are printed: the time of its last epoch line in its log
+(its 40 epochs, the default denominator) and its process wall time (with its final evaluation); mlip's
+time at a checkpoint is the checkpoint file's modification time. After both have finished (so evaluation
+costs no training time) each mlip checkpoint's model -- the best EMA weights by validation loss so far,
+what ``model.pt`` would hold had the run stopped there -- is evaluated on test_MD_300K and test_MD_600K.
+The target is mace-torch's final accuracy from this same run, all three numbers: energy RMSE per atom and
+force RMSE on test_MD_300K, force RMSE on test_MD_600K (``--target-*`` replace them).
+
+    python scripts/benchmark_time_to_accuracy.py --seeds 1 2      # about 25-35 min per seed on 2 cores
 """
 
 from __future__ import annotations
@@ -31,62 +31,73 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_inference_common import default_mace_python  # noqa: E402  (scripts are not a package)
 from benchmark_train import (  # noqa: E402
-    DEFAULT_DATA, REPO, _EPOCH_LINE, bench_mace, run_measured, slice_xyz, test_errors,
+    DEFAULT_DATA, REPO, _EPOCH_LINE, mace_command, mace_results, slice_xyz, test_errors,
 )
+from equal_load import race  # noqa: E402
+
+TARGET_KEYS = (("test_MD_300K", "energy_rmse_meV_per_atom"), ("test_MD_300K", "forces_rmse_meV_per_A"),
+               ("test_MD_600K", "forces_rmse_meV_per_A"))
+"""The three numbers mlip must reach: E300, F300, F600."""
 
 
-def mace_run(args: argparse.Namespace, train: Path, tests: list[Path], work: Path, env: dict, out: dict) -> None:
-    """mace-torch's reference run (``benchmark_train.bench_mace``) with its start time; result in ``out``."""
-    from datetime import datetime
-
-    margs = argparse.Namespace(**{**vars(args), "epochs": args.mace_epochs})
-    out["t0"] = time.time()
-    try:
-        out["result"] = bench_mace(margs, train, tests, work, env)
-    except Exception as err:  # reported by the main thread
-        out["error"] = err
-        return
+def mace_last_epoch_s(work: Path, t0: float) -> float | None:
+    """Seconds from the mace process start to the last epoch line of its log."""
     stamps = []
     for log in sorted((work / "mace_run" / "logs").glob("*.log")):
         for line in log.read_text().splitlines():
             m = _EPOCH_LINE.match(line)
             if m:
                 stamps.append(datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp())
-    out["train_s"] = (max(stamps) - out["t0"]) if stamps else out["result"]["wall_s"]
+    return (max(stamps) - t0) if stamps else None
 
 
-def mlip_run(args: argparse.Namespace, recipe: Path, train: Path, tests: list[Path], work: Path, env: dict) -> dict:
-    """Train ``recipe`` with a checkpoint every ``--eval-every`` epochs (all kept)."""
-    out = work / f"mlip_{recipe.stem}"
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    cmd = [
-        sys.executable, "-m", "mlip.cli.train", "--config", str(recipe),
+def mlip_command(args: argparse.Namespace, seed: int, train: Path, tests: list[Path], out: Path) -> list[str]:
+    """``mlip-train`` of the recipe with the seed, checkpoints every ``--eval-every`` epochs (all kept)."""
+    return [
+        sys.executable, "-m", "mlip.cli.train", "--config", str(args.recipe),
         f"data.train={train}", f"data.test=[{','.join(str(t) for t in tests)}]",
         f"data.isolated_atoms={args.data / 'isolated_atoms.xyz'}", f"output_dir={out}",
-        "train.progress=false", "train.plot=false", "device=cpu",
+        "train.progress=false", "train.plot=false", "device=cpu", f"seed={seed}",
         f"checkpoint.interval={args.eval_every}", "checkpoint.keep=100000",
-    ]
-    t0 = time.time()
-    log = work / f"mlip_{recipe.stem}_train.log"
-    rc, wall, rss = run_measured(cmd, env, log)
-    if rc != 0:
-        raise RuntimeError(f"mlip training failed (exit {rc}); see {log}")
+    ] + list(args.mlip_override)
+
+
+def run_seed(args: argparse.Namespace, seed: int, train: Path, tests: list[Path], env: dict) -> dict:
+    """One race of mace-torch and mlip with ``seed``; both runs' results and mlip's checkpoints."""
+    import shutil
+
+    work = args.workdir.resolve() / f"seed{seed}"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    margs = argparse.Namespace(**{**vars(args), "epochs": args.mace_epochs, "seed": seed})
+    out = work / "mlip_run"
+    res = race({"mace": (mace_command(margs, train, work), env, work / "mace_train.log"),
+                "mlip": (mlip_command(args, seed, train, tests, out), env, work / "mlip_train.log")},
+               ballast=not args.no_ballast)
+    for name, r in res.items():
+        if r.returncode != 0:
+            raise RuntimeError(f"{name} training failed (exit {r.returncode}); see {work / (name + '_train.log')}")
+    mace = mace_results(margs, tests, work, env, res["mace"].wall_s, res["mace"].peak_rss_MB)
+    mace["train_s"] = mace_last_epoch_s(work, res["mace"].t0) or res["mace"].wall_s
+    mace["epochs"] = args.mace_epochs
     ckpts = sorted((out / "checkpoints").glob("*.pt"), key=lambda p: p.stat().st_mtime)
-    return {"recipe": str(recipe), "t0": t0, "t_end": time.time(), "wall_s": wall, "peak_rss_MB": rss, "out": out,
-            "checkpoints": [(p, p.stat().st_mtime - t0) for p in ckpts]}
+    mlip = {"recipe": str(args.recipe), "wall_s": res["mlip"].wall_s, "peak_rss_MB": res["mlip"].peak_rss_MB,
+            "ended_first": res["mlip"].t_end < res["mace"].t_end,
+            "tests": {t.stem: eval_model(out / "model.pt", t, work, env, "final") for t in tests},
+            "curve": [{"name": p.stem, "wall_s": p.stat().st_mtime - res["mlip"].t0,
+                       **eval_checkpoint(p, tests, work, env)} for p in ckpts]}
+    return {"seed": seed, "mace": mace, "mlip": mlip}
 
 
-def eval_checkpoint(path: Path, test: Path, work: Path, env: dict) -> dict:
+def eval_checkpoint(path: Path, tests: list[Path], work: Path, env: dict) -> dict:
     """Test errors of a checkpoint's best EMA weights (saved as a model file, evaluated by mlip-eval)."""
     import torch
 
@@ -100,9 +111,9 @@ def eval_checkpoint(path: Path, test: Path, work: Path, env: dict) -> dict:
     dtype = torch.float32 if any(v.dtype == torch.float32 for v in state.values()) else torch.float64
     model = build_model(ModelHyperparameters.from_dict(ckpt["hparams"]), dtype=dtype)
     model.load_state_dict(state)
-    model_path = work / f"{path.parent.parent.name}_{path.stem}_model.pt"
+    model_path = work / f"{path.stem}_model.pt"
     save_model(model, model_path)
-    return eval_model(model_path, test, work, env, f"{path.parent.parent.name}_{path.stem}")
+    return {t.stem: eval_model(model_path, t, work, env, path.stem) for t in tests}
 
 
 def eval_model(model_path: Path, test: Path, work: Path, env: dict, tag: str) -> dict:
@@ -117,43 +128,63 @@ def eval_model(model_path: Path, test: Path, work: Path, env: dict, tag: str) ->
     return test_errors(test, pred, "MLIP_")
 
 
-def report(mace: dict, mlip: dict, curve: list[dict], target: tuple[float, float]) -> str:
-    """One recipe's checkpoint table, time to the target, ratio and final errors."""
-    tf, te = target
-    alone = mlip["t_end"] > mace["t_end"]
-    lines = [f"recipe {mlip['recipe']}" + (" (finished after mace-torch: partly not side by side)" if alone else ""),
-             f"target (test_MD_300K): force RMSE <= {tf:.2f} meV/A and energy RMSE <= {te:.2f} meV/atom", "",
-             "mlip checkpoints (wall s from process start, test_MD_300K):",
-             f"{'checkpoint':<22} {'wall s':>8} {'E meV/at':>9} {'F meV/A':>8}  reached"]
-    hit = None
+def _three(errors: dict) -> tuple[float, float, float]:
+    """(E300 meV/atom, F300 meV/A, F600 meV/A) of a ``{test: errors}`` dict."""
+    return tuple(errors[t][k] for t, k in TARGET_KEYS)  # type: ignore[return-value]
+
+
+def first_reaching(curve: list[dict], target: tuple[float, ...]) -> dict | None:
+    """The first checkpoint at or below every target number (E300, F300, F600), or None."""
     for c in curve:
-        ok = c["forces_rmse_meV_per_A"] <= tf and c["energy_rmse_meV_per_atom"] <= te
-        hit = hit or (c if ok else None)
-        lines.append(f"{c['name']:<22} {c['wall_s']:>8.1f} {c['energy_rmse_meV_per_atom']:>9.2f} "
-                     f"{c['forces_rmse_meV_per_A']:>8.2f}  {'yes' if ok else ''}")
-    lines += ["", f"mace-torch: 40 epochs in {mace['train_s']:.1f} s (process wall {mace['result']['wall_s']:.1f} s)",
-              f"mlip: target reached at {hit['wall_s']:.1f} s ({hit['name']}), ratio mlip/mace "
-              f"{hit['wall_s'] / mace['train_s']:.3f}" if hit else "mlip: target not reached",
-              f"mlip: whole run {mlip['wall_s']:.1f} s (process wall, final evaluation included)", "",
-              f"{'final':<11} {'test':<14} {'E meV/at':>9} {'F meV/A':>8}"]
-    for name, tests in (("mace-torch", mace["result"]["tests"]), ("mlip", mlip["tests"])):
-        for t, e in tests.items():
-            lines.append(f"{name:<11} {t:<14} {e['energy_rmse_meV_per_atom']:>9.2f} {e['forces_rmse_meV_per_A']:>8.2f}")
+        if all(v <= t for v, t in zip(_three(c), target)):
+            return c
+    return None
+
+
+def report(run: dict, target: tuple[float, ...]) -> str:
+    """One seed's checkpoint table, time to the target under both mace timings, final errors."""
+    mace, mlip = run["mace"], run["mlip"]
+    lines = [f"seed {run['seed']}: recipe {mlip['recipe']}; mlip ended {'first' if mlip['ended_first'] else 'last'}",
+             "target (mace-torch's final, this run): E300 <= {:.2f} meV/atom, F300 <= {:.2f} meV/A, "
+             "F600 <= {:.2f} meV/A".format(*target), "",
+             f"{'mlip checkpoint':<18} {'wall s':>7} {'E300':>6} {'F300':>6} {'F600':>6}  reached"]
+    hit = first_reaching(mlip["curve"], target)
+    for c in mlip["curve"]:
+        ok = all(v <= t for v, t in zip(_three(c), target))
+        lines.append(f"{c['name']:<18} {c['wall_s']:>7.1f} " + " ".join(f"{v:>6.2f}" for v in _three(c))
+                     + ("  yes" if ok else ""))
+    lines += ["", f"mace-torch: {mace['epochs']} epochs in {mace['train_s']:.1f} s (last epoch line); "
+              f"process wall {mace['wall_s']:.1f} s"]
+    if hit:
+        lines.append(f"mlip: all three reached at {hit['wall_s']:.1f} s ({hit['name']}); ratio mlip/mace "
+                     f"{hit['wall_s'] / mace['train_s']:.3f} (to mace's last epoch), "
+                     f"{hit['wall_s'] / mace['wall_s']:.3f} (to mace's process wall)")
+    else:
+        lines.append("mlip: target not reached")
+    lines += [f"mlip: whole run {mlip['wall_s']:.1f} s (process wall, final evaluation included)", "",
+              f"{'final':<11} {'E300':>6} {'F300':>6} {'F600':>6}  (meV/atom, meV/A, meV/A)"]
+    for name, tests in (("mace-torch", mace["tests"]), ("mlip", mlip["tests"])):
+        lines.append(f"{name:<11} " + " ".join(f"{v:>6.2f}" for v in _three(tests)))
     return "\n".join(lines)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", type=Path, nargs="+", default=[REPO / "configs" / "acac_fast.yaml"],
-                   help="mlip config(s); several run one after the other next to mace-torch")
+    p.add_argument("--recipe", type=Path, default=REPO / "configs" / "acac_fast.yaml", help="mlip config")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     p.add_argument("--mace-epochs", type=int, default=40)
     p.add_argument("--eval-every", type=int, default=1, help="mlip checkpoint interval (epochs)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=REPO / "runs" / "time_to_accuracy")
     p.add_argument("--mace-python", default=default_mace_python())
-    p.add_argument("--target-forces", type=float, default=None, help="meV/A (default: mace-torch's, this run)")
-    p.add_argument("--target-energy", type=float, default=None, help="meV/atom (default: mace-torch's, this run)")
+    p.add_argument("--no-ballast", action="store_true", help="no ballast after the first run ends")
+    p.add_argument("--mlip-override", nargs="*", default=[], help="extra mlip-train KEY=VALUE (quick checks)")
+    p.add_argument("--train-subset", type=int, default=None, help="first N training frames (quick checks)")
+    p.add_argument("--test-subset", type=int, default=None, help="first N frames of each test file (quick checks)")
+    p.add_argument("--target-e300", type=float, default=None, help="meV/atom (default: mace-torch's, this run)")
+    p.add_argument("--target-f300", type=float, default=None, help="meV/A (default: mace-torch's, this run)")
+    p.add_argument("--target-f600", type=float, default=None, help="meV/A (default: mace-torch's, this run)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     if not (args.data / "train_300K.xyz").is_file():
@@ -161,29 +192,27 @@ def main() -> int:
         return 2
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    train = slice_xyz(args.data / "train_300K.xyz", work / "train_subset.xyz", None)
-    tests = [slice_xyz(args.data / f"test_MD_{t}.xyz", work / f"test_MD_{t}.xyz", None) for t in ("300K", "600K")]
+    train = slice_xyz(args.data / "train_300K.xyz", work / "train_subset.xyz", args.train_subset)
+    tests = [slice_xyz(args.data / f"test_MD_{t}.xyz", work / f"test_MD_{t}.xyz", args.test_subset)
+             for t in ("300K", "600K")]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    mace: dict = {}
-    thread = threading.Thread(target=mace_run, args=(args, train, tests, work, env, mace))
-    thread.start()  # both processes start now
-    runs = [mlip_run(args, recipe, train, tests, work, env) for recipe in args.recipe]
-    thread.join()
-    if "error" in mace:
-        raise mace["error"]
-    mace["t_end"] = mace["t0"] + mace["result"]["wall_s"]
-    ref = mace["result"]["tests"]["test_MD_300K"]
-    target = (args.target_forces if args.target_forces is not None else ref["forces_rmse_meV_per_A"],
-              args.target_energy if args.target_energy is not None else ref["energy_rmse_meV_per_atom"])
-    summary: dict = {"mace": {k: v for k, v in mace.items() if k != "error"}, "target": target, "mlip": []}
-    for mlip in runs:
-        mlip["tests"] = {t.stem: eval_model(mlip["out"] / "model.pt", t, work, env, f"{mlip['out'].name}_final")
-                         for t in tests}
-        curve = [{"name": path.stem, "wall_s": wall, **eval_checkpoint(path, tests[0], work, env)}
-                 for path, wall in mlip["checkpoints"]]
-        print(report(mace, mlip, curve, target), "\n", flush=True)
-        summary["mlip"].append({**{k: v for k, v in mlip.items() if k != "checkpoints"}, "curve": curve})
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit.strip()}, "
+          f"{'ballast' if not args.no_ballast else 'no ballast'}", flush=True)
+    summary = []
+    for seed in args.seeds:
+        t_start = time.time()
+        run = run_seed(args, seed, train, tests, env)
+        own = _three(run["mace"]["tests"])
+        given = (args.target_e300, args.target_f300, args.target_f600)
+        target = tuple(g if g is not None else o for g, o in zip(given, own))
+        print(report(run, target), f"\n(seed {seed}: {time.time() - t_start:.0f} s with evaluation)\n", flush=True)
+        hit = first_reaching(run["mlip"]["curve"], target)
+        summary.append({**run, "target": target, "hit": hit})
+    rows = [(r["seed"], r["hit"]["wall_s"] / r["mace"]["train_s"] if r["hit"] else None) for r in summary]
+    print("summary, ratio mlip/mace-torch to the same-run target: " + ", ".join(
+        f"seed {s}: {'%.3f' % x if x is not None else 'not reached'}" for s, x in rows))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1, default=str))
     return 0
