@@ -99,17 +99,26 @@ def first_reaching(curve: list[dict], target: dict[str, float]) -> dict | None:
 
 # ---------------------------------------------------------------------------------------------- commands
 def recipe_loss_weights(recipe: Path, overrides: list[str]) -> tuple[dict[str, float], list[str]]:
-    """Energy/forces/stress weights of the recipe's ``loss:`` section (mlip's defaults where absent)."""
+    """The energy/forces/stress weights mlip trains the recipe with on data that carry stress.
+
+    From the recipe's ``loss:`` section, mlip's defaults where absent; an unset stress weight is what mlip
+    resolves it to for data with stress (0 in mlip versions without an automatic stress weight).
+    """
     from mlip.config import LossConfig, apply_overrides, read_yaml
 
     loss = apply_overrides(read_yaml(recipe), overrides).get("loss") or {}
     default = LossConfig()
-    w = {k: float(loss.get(f"{k}_weight", getattr(default, f"{k}_weight"))) for k in ("energy", "forces", "stress")}
+    w = {k: loss.get(f"{k}_weight", getattr(default, f"{k}_weight")) for k in ("energy", "forces", "stress")}
     notes = []
+    if w["stress"] is None:
+        resolve = getattr(LossConfig(stress_weight=None), "resolved_stress_weight", None)
+        w["stress"] = resolve(True) if resolve else 0.0
+        notes.append(f"recipe leaves the stress weight unset: mlip resolves it to {w['stress']} for data with stress")
+    w = {k: float(v) for k, v in w.items()}
     if loss.get("type", default.type) != "mse":
         notes.append(f"recipe loss type {loss.get('type')!r}; mace-torch uses its weighted 'stress' loss (MSE)")
     if w["stress"] == 0:
-        notes.append(f"recipe stress weight is 0: mlip does not fit stress; mace-torch uses its default "
+        notes.append(f"mlip's stress weight is 0: mlip does not fit stress; mace-torch uses its default "
                      f"{MACE_DEFAULT_STRESS_WEIGHT}")
     return w, notes
 

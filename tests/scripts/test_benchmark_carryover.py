@@ -85,9 +85,9 @@ def test_first_checkpoint_reaching_all_three_targets() -> None:
     assert bc.first_reaching([], target) is None
 
 
-def test_mace_stress_weight_defaults_to_one_when_the_recipe_has_none(tmp_path: Path) -> None:
+def test_mace_stress_weight_is_the_recipes_or_one_when_the_recipe_has_zero(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("loss:\n  energy_weight: 2.0\n")
+    recipe.write_text("loss:\n  energy_weight: 2.0\n  stress_weight: 0.0\n")
     weights, notes = bc.recipe_loss_weights(recipe, ["loss.forces_weight=10"])
     assert weights == {"energy": 2.0, "forces": 10.0, "stress": 0.0}
     assert any("stress weight is 0" in n for n in notes)
@@ -96,3 +96,7 @@ def test_mace_stress_weight_defaults_to_one_when_the_recipe_has_none(tmp_path: P
     assert cmd[cmd.index("--stress_weight") + 1] == "1.0"
     assert cmd[cmd.index("--loss") + 1] == "stress"
     assert cmd[cmd.index("--max_num_epochs") + 1] == "3"
+    weights, notes = bc.recipe_loss_weights(recipe, ["loss.stress_weight=5"])
+    assert weights["stress"] == 5.0 and not notes
+    cmd = bc.mace_command(args, "si", tmp_path / "t.xyz", tmp_path / "m", weights)
+    assert cmd[cmd.index("--stress_weight") + 1] == "5.0"
