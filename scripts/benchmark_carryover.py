@@ -12,7 +12,8 @@ core of whichever ends first until the other ends):
 * mace-torch 0.3.16 (its own venv, ``--mace-python``) trains the reference architecture of
   ``benchmark_train.bench_mace`` (``--model MACE``, float64, batch 5, lr 0.01, AMSGrad, EMA 0.99) for
   ``--mace-epochs`` epochs with ``--loss stress``, ``--E0s average`` and the recipe's energy/forces/stress
-  weights (a recipe stress weight of 0 becomes mace-torch's default 1.0).
+  weights (an unset stress weight: what mlip resolves it to for data with stress; 0 becomes mace-torch's
+  default 1.0).
 
 After both have ended (evaluation costs no training time) mace-torch's final model, every mlip
 checkpoint (its best EMA weights so far, as ``benchmark_time_to_accuracy`` does) and mlip's
