@@ -27,6 +27,8 @@ force RMSE on test_MD_300K, force RMSE on test_MD_600K (``--target-*`` replace t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -101,19 +103,23 @@ def eval_checkpoint(path: Path, tests: list[Path], work: Path, env: dict) -> dic
     """Test errors of a checkpoint's best EMA weights (saved as a model file, evaluated by mlip-eval)."""
     import torch
 
-    from mlip.io.model_file import save_model
     from mlip.nn.hparams import ModelHyperparameters
     from mlip.nn.model import build_model
     from mlip.train.checkpoint import load_checkpoint
+    from mlip.train.evaluation import evaluate_file
 
     ckpt = load_checkpoint(path)
     state = ckpt["best_state"] if ckpt.get("best_state") is not None else ckpt["model"]
     dtype = torch.float32 if any(v.dtype == torch.float32 for v in state.values()) else torch.float64
     model = build_model(ModelHyperparameters.from_dict(ckpt["hparams"]), dtype=dtype)
     model.load_state_dict(state)
-    model_path = work / f"{path.stem}_model.pt"
-    save_model(model, model_path)
-    return {t.stem: eval_model(model_path, t, work, env, path.stem) for t in tests}
+    out = {}
+    for t in tests:  # in this process (mlip-eval's own function): no interpreter start-up per checkpoint
+        pred = work / f"mlip_{path.stem}_{t.stem}.xyz"
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluate_file(model, str(t), batch_size=10, output=str(pred), device=torch.device("cpu"))
+        out[t.stem] = test_errors(t, pred, "MLIP_")
+    return out
 
 
 def eval_model(model_path: Path, test: Path, work: Path, env: dict, tag: str) -> dict:
