@@ -114,6 +114,12 @@ class DataConfig:
     """TEA block of the single ``Default`` head (with ``heads``, give it per head)."""
 
 
+TRAINING_MODEL_DEFAULTS: dict[str, Any] = {"interaction_first": "plain"}
+"""Where a new model's default differs from :class:`ModelHyperparameters`' (the defaults a model file
+missing a field loads with, kept unchanged so that old files give the same outputs): the measured
+recipe (docs/config.md, "Defaults")."""
+
+
 def _model_section() -> type:
     """Dataclass with the architecture fields of :class:`ModelHyperparameters` plus ``scaling`` and
     ``shifting`` (how the data-derived per-head scale and shift are computed)."""
@@ -122,12 +128,14 @@ def _model_section() -> type:
     for f in fields(ModelHyperparameters):
         if f.name in DATA_DERIVED_MODEL_FIELDS:
             continue
-        if f.default is not MISSING:
+        if f.name in TRAINING_MODEL_DEFAULTS:
+            spec.append((f.name, hints[f.name], field(default=TRAINING_MODEL_DEFAULTS[f.name])))
+        elif f.default is not MISSING:
             spec.append((f.name, hints[f.name], field(default=f.default)))
         else:
             spec.append((f.name, hints[f.name], field(default_factory=f.default_factory)))  # type: ignore[arg-type]
     spec.append(("scaling", Literal["rms_forces", "std", "none"], field(default="rms_forces")))
-    spec.append(("shifting", Literal["mean", "none"], field(default="mean")))
+    spec.append(("shifting", Literal["mean", "none"], field(default="none")))
     return dataclasses.make_dataclass("ModelConfig", spec, namespace={"__doc__": "Architecture options."})
 
 
@@ -141,16 +149,27 @@ class LossConfig:
     type: Literal["mse", "huber", "universal"] = "mse"
     energy_weight: float = 1.0
     forces_weight: float = 100.0
-    stress_weight: float = 0.0
+    stress_weight: float | None = None
+    """``None``: :data:`AUTO_STRESS_WEIGHT` when any training frame carries stress or virials, else 0."""
     virials_weight: float = 0.0
     huber_delta: float = 0.01
+
+    def resolved_stress_weight(self, data_has_stress: bool) -> float:
+        """The stress weight of a run whose training data does (not) carry stress."""
+        if self.stress_weight is not None:
+            return self.stress_weight
+        return AUTO_STRESS_WEIGHT if data_has_stress else 0.0
+
+
+AUTO_STRESS_WEIGHT = 1000.0
+"""Stress weight (eV/A^3 residuals) when ``loss.stress_weight`` is left unset and the data carry stress."""
 
 
 @dataclass
 class OptimiserConfig:
     name: Literal["adam", "adamw"] = "adam"
     amsgrad: bool = True
-    weight_decay: float = 0.0
+    weight_decay: float = 5.0e-7
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
 
@@ -176,12 +195,23 @@ class EMAConfig:
 
 @dataclass
 class StageTwoConfig:
-    """From ``start_epoch`` on, switch to these loss weights and lr (``None`` keeps the current value)."""
+    """From ``start_epoch`` on, switch to these loss weights and lr (``None`` keeps the current value).
 
-    start_epoch: int | None = None
-    lr: float | None = None
-    energy_weight: float | None = None
+    ``start_epoch`` >= 1 is an epoch number (1-based); ``-k`` means the last ``k`` epochs of
+    ``train.max_epochs``; ``None`` turns stage two off. The defaults are mace-torch's stage-two (SWA)
+    weights: energy 1000, forces 100, at lr 0.002.
+    """
+
+    start_epoch: int | None = -3
+    lr: float | None = 0.002
+    energy_weight: float | None = 1000.0
     forces_weight: float | None = None
+
+    def first_epoch(self, max_epochs: int) -> int | None:
+        """The 1-based epoch stage two starts at, or None (off)."""
+        if self.start_epoch is None:
+            return None
+        return self.start_epoch if self.start_epoch > 0 else max(1, max_epochs + self.start_epoch + 1)
     stress_weight: float | None = None
     virials_weight: float | None = None
 
@@ -189,12 +219,12 @@ class StageTwoConfig:
 @dataclass
 class TrainConfig:
     max_epochs: int = 100
-    batch_size: int = 10
+    batch_size: int = 5
     valid_batch_size: int | None = None
-    lr: float = 0.01
+    lr: float = 0.02
     max_atoms_per_batch: int | None = None
     max_edges_per_batch: int | None = None
-    clip_grad: float | None = 100.0
+    clip_grad: float | None = 10.0
     patience: int | None = None
     """Early stopping: evaluations without improvement of the validation loss before stopping."""
     eval_interval: int = 1
@@ -272,7 +302,7 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     output_dir: str = "run"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["float32", "float64"] = "float64"
+    dtype: Literal["float32", "float64"] = "float32"
     seed: int = 1
     distributed: bool = False
     """Data-parallel training with torch.distributed (implied under torchrun; see docs/scale-out.md)."""

@@ -54,7 +54,7 @@ RANGES: tuple[tuple[str, float, bool, float, bool], ...] = (
     ("schedule.gamma", 0.0, False, 1.0, True),
     ("schedule.min_lr", 0.0, True, math.inf, False),
     ("ema.decay", 0.0, False, 1.0, False),
-    ("stage_two.start_epoch", 1, True, math.inf, False),
+    ("stage_two.start_epoch", -math.inf, False, math.inf, False),
     ("stage_two.lr", 0.0, False, math.inf, False),
     ("stage_two.energy_weight", 0.0, True, math.inf, False),
     ("stage_two.forces_weight", 0.0, True, math.inf, False),

@@ -138,8 +138,10 @@ def check_label_coverage(cfg: Config, heads: dict[str, HeadData], log: Any = pri
     """Print which labels each split and head carries (mlip.data.coverage); a property with a non-zero
     loss weight (either stage) that no frame of a head's train/valid split carries is an error."""
     weights = {p: getattr(cfg.loss, f"{p}_weight") for p in PROPERTIES}
+    weights["stress"] = weights["stress"] or 0.0  # unset: trained only where the data carry it
     st = cfg.stage_two
-    if st.start_epoch is not None:
+    first = st.first_epoch(cfg.train.max_epochs)
+    if first is not None and first <= cfg.train.max_epochs:
         for p in PROPERTIES:
             v = getattr(st, f"{p}_weight")
             if v is not None and weights[p] == 0.0:

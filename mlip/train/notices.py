@@ -20,6 +20,9 @@ def config_notices(cfg: Any) -> list[str]:
             f"config key 'stage_two.start_epoch': {st.start_epoch} is after train.max_epochs ({t.max_epochs}), "
             "so stage two never starts; lower stage_two.start_epoch or raise train.max_epochs"
         )
+    if st.start_epoch == 0:
+        out.append("config key 'stage_two.start_epoch': 0 means the last 0 epochs, so stage two never starts; "
+                   "give -k for the last k epochs, an epoch number, or null")
     return out
 
 

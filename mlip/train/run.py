@@ -90,7 +90,10 @@ def _build_trainer(cfg: Config, data: TrainingData, run_dir: Path, device: torch
     if len(data.graphs["valid"]):
         valid = _eval_source(cfg, data, "valid", hooks, dtype)
         valid.name = "valid"
-    lw = LossWeights(cfg.loss.energy_weight, cfg.loss.forces_weight, cfg.loss.stress_weight, cfg.loss.virials_weight)
+    stress_weight = cfg.loss.resolved_stress_weight(data.any_stress("train"))
+    if cfg.loss.stress_weight is None and stress_weight and hooks.is_main:
+        log(f"loss.stress_weight unset and the training data carry stress: stress weight {stress_weight:g}")
+    lw = LossWeights(cfg.loss.energy_weight, cfg.loss.forces_weight, stress_weight, cfg.loss.virials_weight)
     loss_fn = WeightedLoss(cfg.loss.type, lw, cfg.loss.huber_delta, [hd.spec.weight for hd in data.heads.values()])
     optimizer = build_optimizer(model, cfg.optimiser, cfg.train.lr)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.train.max_epochs)

@@ -205,7 +205,7 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------- helpers
     def _stage_two_active(self, epoch: int) -> bool:
-        start = self.cfg.stage_two.start_epoch
+        start = self.cfg.stage_two.first_epoch(self.cfg.train.max_epochs)
         return start is not None and epoch >= start
 
     def _apply_stage(self, epoch: int) -> None:
@@ -222,7 +222,7 @@ class Trainer:
         )
         self.loss_fn.weights = w
         self.compute_stress = self.loss_fn.needs_stress() or self.base_compute_stress
-        if epoch == st.start_epoch:
+        if epoch == st.first_epoch(self.cfg.train.max_epochs):
             if st.lr is not None:
                 set_lr(self.optimizer, st.lr)
             # the validation loss changes meaning with the weights: the best model restarts

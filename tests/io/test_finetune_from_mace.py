@@ -37,7 +37,8 @@ def test_multihead_replay_finetune_from_mace_model(tmp_path):
            "finetune": {"from_model": str(src), "replay": {"data": [str(pool)], "selection": "random", "minimum": 4,
                                                            "weight": 0.5}, "freeze": ["interactions.0"]},
            "train": {"max_epochs": 1, "batch_size": 4, "lr": 0.01, "progress": False, "plot": False},
-           "output_dir": str(tmp_path / "run"), "device": "cpu", "seed": 1}
+           "output_dir": str(tmp_path / "run"), "device": "cpu", "seed": 1,
+           "dtype": "float64"}  # the mace file is float64; the float32 default would round the frozen weights
     path = train(config_from_dict(cfg), log=lambda s: None)
     info, _ = read_model_info(path)
     assert info["heads"] == ["Default", "pt_head"]  # data head + replay head (pretrained head renamed)

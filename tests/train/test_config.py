@@ -47,7 +47,7 @@ def test_single_file_becomes_list_and_defaults(train_file):
     cfg = config_from_dict({"data": {"train": train_file, "e0s": {"H": -13.6}}})
     assert cfg.data.train == [train_file]
     assert cfg.data.e0s == {"H": -13.6}
-    assert cfg.loss.type == "mse" and cfg.dtype == "float64" and cfg.device == "auto"
+    assert cfg.loss.type == "mse" and cfg.dtype == "float32" and cfg.device == "auto"
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from train_support import PYTHON, subprocess_env, tiny_config, write_config
 
@@ -19,8 +20,12 @@ def _last_checkpoint(run: Path) -> dict:
     return torch.load(ckpts[-1], weights_only=True)
 
 
-def test_kill_and_resume_is_bitwise_identical(acac_small, tmp_path):
-    sections = {"train": {"max_epochs": 3}, "schedule": {"name": "cosine"}, "checkpoint": {"interval": 1, "keep": 2}}
+@pytest.mark.parametrize("stage_two", [None, -2, -3], ids=["one_stage", "stage_two_from_2", "stage_two_from_1"])
+def test_kill_and_resume_is_bitwise_identical(acac_small, tmp_path, stage_two):
+    """Killed after epoch 1; stage two from the resumed epoch 2 or from epoch 1 (the default recipe's
+    kind: energy weight 1000, lr 0.002)."""
+    sections = {"train": {"max_epochs": 3}, "schedule": {"name": "cosine"}, "checkpoint": {"interval": 1, "keep": 2},
+                "stage_two": {"start_epoch": stage_two, "lr": 0.002, "energy_weight": 1000.0}}
     ref_cfg = write_config(tiny_config(acac_small, tmp_path / "ref", **sections), tmp_path / "ref.yaml")
     cut_cfg = write_config(tiny_config(acac_small, tmp_path / "cut", **sections), tmp_path / "cut.yaml")
 
