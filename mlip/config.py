@@ -206,14 +206,14 @@ class StageTwoConfig:
     lr: float | None = 0.002
     energy_weight: float | None = 1000.0
     forces_weight: float | None = None
+    stress_weight: float | None = None
+    virials_weight: float | None = None
 
     def first_epoch(self, max_epochs: int) -> int | None:
         """The 1-based epoch stage two starts at, or None (off)."""
         if self.start_epoch is None:
             return None
         return self.start_epoch if self.start_epoch > 0 else max(1, max_epochs + self.start_epoch + 1)
-    stress_weight: float | None = None
-    virials_weight: float | None = None
 
 
 @dataclass
