@@ -44,8 +44,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_inference_common import default_mace_python  # noqa: E402  (scripts are not a package)
-from benchmark_time_to_accuracy import eval_model  # noqa: E402
-from benchmark_train import _EPOCH_LINE, REPO, slice_xyz, test_errors  # noqa: E402
+from benchmark_time_to_accuracy import checkpoint_model, eval_model, mace_last_epoch_s  # noqa: E402
+from benchmark_train import REPO, slice_xyz, test_errors  # noqa: E402
 from equal_load import race  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -103,7 +103,7 @@ def recipe_loss_weights(recipe: Path, overrides: list[str]) -> tuple[dict[str, f
     """The energy/forces/stress weights mlip trains the recipe with on data that carry stress.
 
     From the recipe's ``loss:`` section, mlip's defaults where absent; an unset stress weight is what mlip
-    resolves it to for data with stress (0 in mlip versions without an automatic stress weight).
+    resolves it to for data with stress.
     """
     from mlip.config import LossConfig, apply_overrides, read_yaml
 
@@ -112,8 +112,7 @@ def recipe_loss_weights(recipe: Path, overrides: list[str]) -> tuple[dict[str, f
     w = {k: loss.get(f"{k}_weight", getattr(default, f"{k}_weight")) for k in ("energy", "forces", "stress")}
     notes = []
     if w["stress"] is None:
-        resolve = getattr(LossConfig(stress_weight=None), "resolved_stress_weight", None)
-        w["stress"] = resolve(True) if resolve else 0.0
+        w["stress"] = LossConfig(stress_weight=None).resolved_stress_weight(True)
         notes.append(f"recipe leaves the stress weight unset: mlip resolves it to {w['stress']} for data with stress")
     w = {k: float(v) for k, v in w.items()}
     if loss.get("type", default.type) != "mse":
@@ -165,17 +164,6 @@ def run_env(threads: int) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-def mace_last_epoch_s(mdir: Path, t0: float) -> float | None:
-    """Seconds from the process start ``t0`` to the last epoch line of mace-torch's log(s)."""
-    stamps = []
-    for log in sorted((mdir / "logs").glob("*.log")):
-        for line in log.read_text().splitlines():
-            m = _EPOCH_LINE.match(line)
-            if m:
-                stamps.append(datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp())
-    return max(stamps) - t0 if stamps else None
-
-
 def eval_mace(args: argparse.Namespace, model: Path, test: Path, work: Path, env: dict[str, str]) -> dict:
     """mace-torch's ``eval_configs`` (with stress) on ``test``; errors computed here."""
     pred = work / f"mace_pred_{test.stem}.xyz"
@@ -194,20 +182,10 @@ def _mlip_pred(work: Path, tag: str, test: Path) -> Path:
 
 
 def checkpoint_model_file(path: Path, dst: Path) -> Path:
-    """A model file of a checkpoint's best EMA weights (what ``model.pt`` would hold had the run stopped there)."""
-    import torch
-
+    """A model file of :func:`benchmark_time_to_accuracy.checkpoint_model` (the checkpoint's best EMA weights)."""
     from mlip.io.model_file import save_model
-    from mlip.nn.hparams import ModelHyperparameters
-    from mlip.nn.model import build_model
-    from mlip.train.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(path)
-    state = ckpt["best_state"] if ckpt.get("best_state") is not None else ckpt["model"]
-    dtype = torch.float32 if any(v.dtype == torch.float32 for v in state.values()) else torch.float64
-    model = build_model(ModelHyperparameters.from_dict(ckpt["hparams"]), dtype=dtype)
-    model.load_state_dict(state)
-    save_model(model, dst)
+    save_model(checkpoint_model(path), dst)
     return dst
 
 

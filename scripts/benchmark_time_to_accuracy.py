@@ -49,10 +49,10 @@ TARGET_KEYS = (("test_MD_300K", "energy_rmse_meV_per_atom"), ("test_MD_300K", "f
 """The three numbers mlip must reach: E300, F300, F600."""
 
 
-def mace_last_epoch_s(work: Path, t0: float) -> float | None:
-    """Seconds from the mace process start to the last epoch line of its log."""
+def mace_last_epoch_s(mdir: Path, t0: float) -> float | None:
+    """Seconds from the mace process start ``t0`` to the last epoch line of the logs of run dir ``mdir``."""
     stamps = []
-    for log in sorted((work / "mace_run" / "logs").glob("*.log")):
+    for log in sorted((mdir / "logs").glob("*.log")):
         for line in log.read_text().splitlines():
             m = _EPOCH_LINE.match(line)
             if m:
@@ -88,7 +88,7 @@ def run_seed(args: argparse.Namespace, seed: int, train: Path, tests: list[Path]
         if r.returncode != 0:
             raise RuntimeError(f"{name} training failed (exit {r.returncode}); see {work / (name + '_train.log')}")
     mace = mace_results(margs, tests, work, env, res["mace"].wall_s, res["mace"].peak_rss_MB)
-    mace["train_s"] = mace_last_epoch_s(work, res["mace"].t0) or res["mace"].wall_s
+    mace["train_s"] = mace_last_epoch_s(work / "mace_run", res["mace"].t0) or res["mace"].wall_s
     mace["epochs"] = args.mace_epochs
     ckpts = sorted((out / "checkpoints").glob("*.pt"), key=lambda p: p.stat().st_mtime)
     mlip = {"recipe": str(args.recipe), "wall_s": res["mlip"].wall_s, "peak_rss_MB": res["mlip"].peak_rss_MB,
@@ -99,22 +99,31 @@ def run_seed(args: argparse.Namespace, seed: int, train: Path, tests: list[Path]
     return {"seed": seed, "mace": mace, "mlip": mlip}
 
 
-def eval_checkpoint(path: Path, tests: list[Path], work: Path, env: dict) -> dict:
-    """Test errors of a checkpoint's best EMA weights (saved as a model file, evaluated by mlip-eval)."""
+def checkpoint_model(path: Path) -> "torch.nn.Module":
+    """The model of a checkpoint's best EMA weights (what ``model.pt`` would hold had the run stopped there)."""
     import torch
 
     from mlip.nn.hparams import ModelHyperparameters
     from mlip.nn.model import build_model
     from mlip.train.checkpoint import load_checkpoint
-    from mlip.train.evaluation import evaluate_file
 
     ckpt = load_checkpoint(path)
     state = ckpt["best_state"] if ckpt.get("best_state") is not None else ckpt["model"]
     dtype = torch.float32 if any(v.dtype == torch.float32 for v in state.values()) else torch.float64
     model = build_model(ModelHyperparameters.from_dict(ckpt["hparams"]), dtype=dtype)
     model.load_state_dict(state)
+    return model
+
+
+def eval_checkpoint(path: Path, tests: list[Path], work: Path, env: dict) -> dict:
+    """Test errors of :func:`checkpoint_model`, evaluated in this process (mlip-eval's own function)."""
+    import torch
+
+    from mlip.train.evaluation import evaluate_file
+
+    model = checkpoint_model(path)
     out = {}
-    for t in tests:  # in this process (mlip-eval's own function): no interpreter start-up per checkpoint
+    for t in tests:  # no interpreter start-up per checkpoint
         pred = work / f"mlip_{path.stem}_{t.stem}.xyz"
         with contextlib.redirect_stdout(io.StringIO()):
             evaluate_file(model, str(t), batch_size=10, output=str(pred), device=torch.device("cpu"))

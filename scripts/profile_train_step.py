@@ -2,7 +2,7 @@
 """Profile one training step of the reference acac model (configs/acac.yaml), optionally next to mace-torch.
 
 A step = forward (training graph) + forces (first derivative, kept in the graph) + weighted MSE
-(energy 1, forces 100) + backward (double backward through the forces) + AMSGrad step, float64,
+(energy 1, forces 100) + backward (double backward through the forces) + AMSGrad step, float64 (``--dtype``),
 batch of 5 acac frames from data/acac/train.xyz, one CPU thread.
 
     python scripts/profile_train_step.py                    # ms/step of mlip + torch.profiler table

@@ -73,7 +73,6 @@ def test_configs_that_set_the_old_values_keep_them():
     assert (cfg.train.lr, cfg.train.batch_size, cfg.train.clip_grad, cfg.optimiser.weight_decay) == (0.01, 10, 100.0, 0.0)
     assert cfg.stage_two.first_epoch(cfg.train.max_epochs) is None
     assert cfg.loss.resolved_stress_weight(True) == 0.0
-    assert cfg.stage_two.first_epoch(5) is None
     explicit = config_from_dict({"data": {"train": str(ACAC / "train.xyz")}, "stage_two": {"start_epoch": 3}})
     assert explicit.stage_two.first_epoch(10) == 3
 
