@@ -25,6 +25,9 @@ and do recompile once, e.g. an isolated atom with no edges.) Inductor gets its u
 decomposition table with the ``aten.mm`` entry replaced (:func:`inductor_decompositions`): its
 CPU rewrite of ``[M, 1] @ [1, P]`` guards on ``M + P <= 32`` and so bounded a graph's atom count.
 :attr:`CompiledPotential.num_compiles` counts the graphs compiled for this instance.
+The convolution's neighbour slots (:func:`mlip.nn.convolution.neighbour_slots`, ``[N, D]`` with ``D`` the
+largest in-degree, also dynamic) are made before the call: their width is data, which a graph cannot
+compute without a break.
 
 No torch state is changed: no default dtype, no dynamo config. On a CPU the C allocator is told once to
 keep large blocks on its heap (:func:`mlip.allocator.keep_large_blocks`): inductor's buffers are hundreds of
@@ -43,6 +46,7 @@ import torch
 from mlip.allocator import keep_large_blocks
 from mlip.data import keys
 from mlip.device import model_device
+from mlip.nn.convolution import neighbour_slots, uses_neighbour_slots
 from mlip.nn.grad_output import energy_gradients, strain, zero_displacement
 
 NODE_KEYS: tuple[str, ...] = keys.ATOM_DIM_KEYS
@@ -215,6 +219,7 @@ class CompiledPotential:
         """Graphs compiled so far for this potential (counted by the wrapping backend)."""
         if model_device(model).type == "cpu":  # inductor's buffers: from the heap, not a fresh mmap per call
             keep_large_blocks()
+        self._slots = uses_neighbour_slots(model)
         self._inner_backend = compiler_backend(backend, mode)
         self._energy = torch.compile(_energy_function(model), backend=self._backend, fullgraph=fullgraph, dynamic=None)
 
@@ -224,6 +229,10 @@ class CompiledPotential:
         return self._inner_backend(graph_module, example_inputs)
 
     def __call__(self, batch: dict[str, torch.Tensor], compute_stress: bool = False) -> dict[str, torch.Tensor]:
+        if self._slots and keys.NEIGHBOUR_SLOTS not in batch:
+            # the convolution's neighbour slots (their width is data, so the graph cannot make them)
+            slots = neighbour_slots(batch[keys.EDGE_INDEX], batch[keys.POSITIONS].shape[0])
+            batch = batch if slots is None else {**batch, **slots}
         return energy_forces_stress(self._energy, batch, compute_stress=compute_stress)
 
 

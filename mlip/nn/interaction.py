@@ -17,7 +17,7 @@ import torch
 from e3nn import nn as e3nn_nn
 from e3nn import o3
 
-from mlip.nn.convolution import ChannelwiseConvolution
+from mlip.nn.convolution import ChannelwiseConvolution, NeighbourLayout
 from mlip.nn.blocking import BlockPlan, blocked_edge_sum
 from mlip.nn.layers import ElementLinear, make_linear
 from mlip.nn.radial import LayerNormMLP, radial_mlp
@@ -82,11 +82,13 @@ class InteractionBlock(torch.nn.Module):
         edge_gate: torch.Tensor | None = None,
         num_local: int | None = None,
         blocking: BlockPlan | None = None,
+        layout: NeighbourLayout | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(A, sc)`` of every atom, or of the first ``num_local`` (domain decomposition: receivers < num_local).
 
         ``blocking``: the edge sum runs a block of receivers at a time (:mod:`mlip.nn.blocking`; edges
-        sorted by receiver; the same numbers).
+        sorted by receiver; the same numbers). ``layout``: the edges' neighbour slots for the convolution
+        (unblocked calls; :class:`mlip.nn.convolution.NeighbourLayout`).
         """
         num_nodes = node_feats.shape[0] if num_local is None else num_local
         own_feats, own_hot = (node_feats, one_hot) if num_local is None else (node_feats[:num_local], one_hot[:num_local])
@@ -94,7 +96,7 @@ class InteractionBlock(torch.nn.Module):
         h = self.linear_up(node_feats)
         edges = (edge_attrs, edge_feats, cutoff, edge_index[0], edge_gate)
         if blocking is None:
-            conv = self._edge_sum(h, *edges, edge_index[1], num_nodes)
+            conv = self._edge_sum(h, *edges, edge_index[1], num_nodes, layout)
         else:
             conv = blocked_edge_sum(
                 self._edge_sum, edge_index[1], num_nodes, blocking.rows(self.edge_width), edges, (h,),
@@ -124,13 +126,14 @@ class InteractionBlock(torch.nn.Module):
         edge_gate: torch.Tensor | None,
         receiver: torch.Tensor,
         num_receivers: int,
+        layout: NeighbourLayout | None = None,
     ) -> torch.Tensor:
         """``sum_s R(e_sr) * CG(h_s, Y_sr)`` of the given edges, ``[num_receivers, conv.irreps_out.dim]``."""
         weights = self.radial(edge_feats)
         if cutoff is not None:
             weights = weights * cutoff
         edge_index = torch.stack([sender, receiver])
-        return self.conv(h, edge_attrs, weights, edge_index, edge_gate, num_receivers)
+        return self.conv(h, edge_attrs, weights, edge_index, edge_gate, num_receivers, layout)
 
 
 class NonLinearInteraction(torch.nn.Module):
@@ -192,10 +195,12 @@ class NonLinearInteraction(torch.nn.Module):
         edge_gate: torch.Tensor | None = None,
         num_local: int | None = None,
         blocking: BlockPlan | None = None,
+        layout: NeighbourLayout | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(A, sc)`` of every atom, or of the first ``num_local`` (domain decomposition: receivers < num_local).
 
-        ``blocking`` is accepted for the interface of :class:`InteractionBlock`; this block sums all edges at once.
+        ``blocking`` is accepted for the interface of :class:`InteractionBlock`; this block sums all edges at once
+        (with ``layout``, over neighbour slots as :class:`InteractionBlock`).
         """
         num_nodes = node_feats.shape[0] if num_local is None else num_local
         sc = self.skip(node_feats if num_local is None else node_feats[:num_local])
@@ -212,7 +217,7 @@ class NonLinearInteraction(torch.nn.Module):
         if edge_gate is not None:  # a gated-off edge is absent from the normalisation too
             edge_density = edge_density * edge_gate.unsqueeze(-1)
         density = _scatter_sum(edge_density, edge_index[1], num_nodes)
-        conv = self.conv(h, edge_attrs, weights, edge_index, edge_gate)
+        conv = self.conv(h, edge_attrs, weights, edge_index, edge_gate, layout=layout)
         message = self.linear_1(conv if num_local is None else conv[:num_local])
         message = message / (density * self.beta + self.alpha) + res
         message = self.linear_2(self.gate(message))

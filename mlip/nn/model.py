@@ -20,6 +20,7 @@ from e3nn import o3
 from mlip.data import keys
 from mlip.errors import ConfigError, DataError
 from mlip.nn.blocking import BlockPlan, Blocking, blocked_rows
+from mlip.nn.convolution import edge_layout
 from mlip.nn.edge_readout import EdgeEnergyReadout
 from mlip.nn.grad_output import energy_gradients, strain, zero_displacement
 from mlip.nn.hparams import ModelHyperparameters
@@ -324,12 +325,13 @@ class MACE(torch.nn.Module):
         else:
             node_inter = torch.zeros(num_out, dtype=dtype, device=positions.device)
 
+        layout = None if blocking is not None else edge_layout(batch, sender, receiver, num_nodes, num_out)
         h = self.node_embedding(one_hot)
         descriptors = []
         last = len(self.interactions) - 1
         for t, (inter, prod, n_scalar) in enumerate(zip(self.interactions, self.products, self.scalar_dims)):
             a, sc = inter(h, one_hot, edge_attrs, edge_feats, cutoff, edge_index, edge_gate,
-                          num_local=num_local, blocking=blocking)
+                          num_local=num_local, blocking=blocking, layout=layout)
             if blocking is not None:
                 width = getattr(prod.contraction, "node_elements", 0)  # 0: a backend's contraction, one block
                 rows = blocking.rows(width) if width else a.shape[0]

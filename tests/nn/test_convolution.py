@@ -10,7 +10,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from mlip.nn.convolution import ChannelwiseConvolution
+from mlip.nn.convolution import ChannelwiseConvolution, neighbour_layout
 
 
 def _float64_conv(node: str, sh: str, target: str) -> ChannelwiseConvolution:
@@ -90,3 +90,45 @@ def test_non_uniform_multiplicities_fall_back_to_e3nn():
     assert not conv._groups
     h, _, y, w, edge_index = _inputs(conv, num_nodes=4, num_edges=12)
     torch.testing.assert_close(conv(h, y, w, edge_index), _reference(conv, h, y, w, edge_index), rtol=0, atol=1e-12)
+
+
+def _sorted_edges(num_nodes: int, degrees: list[int], seed: int = 3) -> torch.Tensor:
+    """Edges sorted by receiver, receiver ``n`` with ``degrees[n]`` random senders."""
+    g = torch.Generator().manual_seed(seed)
+    receiver = torch.repeat_interleave(torch.arange(len(degrees)), torch.tensor(degrees))
+    return torch.stack([torch.randint(0, num_nodes, receiver.shape, generator=g), receiver])
+
+
+@pytest.mark.parametrize("degrees", [[5, 5, 5, 5, 5, 5], [3, 7, 0, 6, 5, 4]], ids=["uniform", "varying"])
+def test_neighbour_slots_give_the_scatter_sums_and_their_derivatives(degrees):
+    """The slot evaluation (``dense``) against the scatter one: values, gradients, second derivatives."""
+    conv = _float64_conv("6x0e + 6x1o", "0e + 1o + 2e + 3o", "6x0e + 6x1o + 6x2e + 6x3o")
+    edge_index = _sorted_edges(6, degrees)
+    h, vec, _, w, _ = _inputs(conv, num_nodes=6, num_edges=edge_index.shape[1])
+    gate = torch.rand(edge_index.shape[1], generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    layout = neighbour_layout(edge_index[0], edge_index[1], 6, 6)
+    assert layout is not None and (layout.slots is None) == (len(set(degrees)) == 1)
+    results = []
+    for dense in ((), (1, 3)):
+        conv.dense = dense
+        hh, vv, ww = (t.clone().requires_grad_(True) for t in (h, vec, w))
+        y = o3.spherical_harmonics(conv.irreps_sh, vv, normalize=True, normalization="component")
+        out = conv(hh, y, ww, edge_index, gate)
+        first = torch.autograd.grad((out * torch.cos(out)).sum(), [hh, vv, ww], create_graph=True)
+        second = torch.autograd.grad(sum((g * g).sum() for g in first), [hh, vv, ww])
+        results.append((out, *first, *second))
+    assert results[0][0].abs().max() > 1e-2
+    for dense, scatter in zip(*results):
+        torch.testing.assert_close(dense, scatter, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(results[0][0], _reference(conv, h, o3.spherical_harmonics(
+        conv.irreps_sh, vec, normalize=True, normalization="component"), w, edge_index, gate), rtol=0, atol=1e-12)
+
+
+def test_neighbour_layout_refuses_unsorted_and_sparse_edges():
+    edge_index = _sorted_edges(4, [2, 3, 1, 2])
+    assert neighbour_layout(edge_index[0], edge_index[1].flip(0), 4, 4) is None  # not sorted by receiver
+    sparse = _sorted_edges(8, [9, 1, 1, 1, 1, 1, 1, 1])  # 72 slots for 16 edges
+    assert neighbour_layout(sparse[0], sparse[1], 8, 8) is None
+    layout = neighbour_layout(edge_index[0], edge_index[1], 4, 4)
+    assert layout.width == 3 and layout.slots.shape == (12,)
+    assert (layout.sender == 4).sum() == 12 - 8  # empty slots point at the zero row

@@ -227,7 +227,10 @@ class CueqConvolution(_CueModule):
         edge_index: torch.Tensor,
         edge_gate: torch.Tensor | None = None,
         num_receivers: int | None = None,
+        layout: object = None,
     ) -> torch.Tensor:
+        """``layout`` (neighbour slots) is accepted for the interface and not used: cuEquivariance gathers
+        and scatters inside its kernel."""
         w = weights * self._const["scale"]
         if edge_gate is not None:  # the message is linear in the weights
             w = w * edge_gate.unsqueeze(-1)
