@@ -73,7 +73,8 @@ class ChannelwiseConvolution(torch.nn.Module):
 
     dense: tuple[int, ...] = (1,)
     """Node-irrep dimensions ``d1`` whose sums run over neighbour slots (:meth:`_dense_group`) when the
-    edges are sorted by receiver (eager calls; compiled graphs keep the scatter)."""
+    edges are sorted by receiver (eager calls make the slots; compiled graphs use them when the batch
+    carries them, :func:`neighbour_slots`, else the scatter)."""
 
     def __init__(self, irreps_node: o3.Irreps | str, irreps_sh: o3.Irreps | str, target: o3.Irreps | str):
         super().__init__()
@@ -197,6 +198,8 @@ class ChannelwiseConvolution(torch.nn.Module):
         sender, receiver = edge_index[0], edge_index[1]
         num_nodes, num_edges, u = node_feats.shape[0], edge_attrs.shape[0], self.mul
         path_weights = weights.reshape(num_edges, len(self.tp.instructions), u)  # e3nn uvu layout: [E, path, u]
+        if layout is not None and layout.num_out != num_out:  # slots of other receivers (e.g. local atoms only)
+            layout = None
         if layout is None and self.dense and not torch.compiler.is_compiling():
             layout = neighbour_layout(sender, receiver, num_nodes, num_out)
         sums = []

@@ -132,3 +132,36 @@ def test_neighbour_layout_refuses_unsorted_and_sparse_edges():
     layout = neighbour_layout(edge_index[0], edge_index[1], 4, 4)
     assert layout.width == 3 and layout.slots.shape == (12,)
     assert (layout.sender == 4).sum() == 12 - 8  # empty slots point at the zero row
+
+
+@pytest.mark.parametrize("blocks", [True, False], ids=["blocked", "unblocked"])
+@pytest.mark.parametrize("name", ["residual", "nonlinear_two_heads"])
+def test_model_with_slots_equals_scatter_for_all_atoms_and_for_local_atoms(name, blocks, monkeypatch):
+    """A whole model with and without neighbour slots: energy and forces, and the domain-decomposition path
+    (``local_energies``: the 9 atoms owned, every other edge's sender a ghost copy of its atom), where the
+    non-linear block's convolution sums over all 18 atoms and must not take the owned atoms' slots."""
+    from ase.build import molecule
+    from graphs import atoms_structures, make_batch
+    from small_models import small_model
+
+    model = small_model(name)
+    if not blocks:  # the model then makes the slots once per call and hands them to every convolution
+        monkeypatch.setattr(model, "blocking", None)
+    batch = make_batch(atoms_structures([molecule("CH3CH2OH")]), r_max=3.0)
+    order = torch.argsort(batch["edge_index"][1], stable=True)
+    batch["edge_index"], batch["unit_shifts"] = batch["edge_index"][:, order], batch["unit_shifts"][order]
+    ghosts = dict(batch)
+    for key in ("positions", "numbers", "batch"):
+        ghosts[key] = torch.cat([batch[key], batch[key]])
+    sender, receiver = batch["edge_index"]
+    ghosts["edge_index"] = torch.stack([sender + 9 * (torch.arange(sender.shape[0]) % 2), receiver])
+    results = []
+    for dense in ((1,), ()):
+        monkeypatch.setattr(ChannelwiseConvolution, "dense", dense)
+        out = model(batch, compute_forces=True)
+        local = model.local_energies(ghosts, 9, exchange=lambda h: torch.cat([h, h]))
+        results.append((out["energy"], out["forces"], out["node_energy"], local))
+    assert neighbour_layout(sender, receiver, 9, 9) is not None
+    for with_slots, scatter in zip(*results):
+        torch.testing.assert_close(with_slots, scatter, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(results[0][3], results[0][2], rtol=1e-12, atol=1e-12)  # ghosts change nothing
