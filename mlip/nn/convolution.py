@@ -198,8 +198,6 @@ class ChannelwiseConvolution(torch.nn.Module):
         sender, receiver = edge_index[0], edge_index[1]
         num_nodes, num_edges, u = node_feats.shape[0], edge_attrs.shape[0], self.mul
         path_weights = weights.reshape(num_edges, len(self.tp.instructions), u)  # e3nn uvu layout: [E, path, u]
-        if layout is not None and layout.num_out != num_out:  # slots of other receivers (e.g. local atoms only)
-            layout = None
         if layout is None and self.dense and not torch.compiler.is_compiling():
             layout = neighbour_layout(sender, receiver, num_nodes, num_out)
         sums = []
@@ -336,17 +334,13 @@ def neighbour_slots(edge_index: torch.Tensor, num_nodes: int) -> dict[str, torch
             keys.SLOT_SENDERS: layout.sender.reshape(num_nodes, layout.width).clone()}
 
 
-def edge_layout(
-    batch: dict[str, torch.Tensor], sender: torch.Tensor, receiver: torch.Tensor, num_nodes: int, num_out: int
-) -> NeighbourLayout | None:
-    """A call's neighbour slots: the batch's (:func:`neighbour_slots`, made before a compiled call), else
-    computed here in eager mode, else ``None`` (compiled graphs cannot compute them: the width is data)."""
+def batch_layout(batch: dict[str, torch.Tensor], num_nodes: int, num_out: int) -> NeighbourLayout | None:
+    """The batch's neighbour slots (:func:`neighbour_slots`, made before a compiled call: a graph cannot make
+    them, their width is data), or ``None``; eager convolutions then make their own."""
     slots = batch.get(keys.NEIGHBOUR_SLOTS)
-    if slots is not None and num_out == num_nodes:
-        return NeighbourLayout(num_out, slots.shape[1], slots.reshape(-1), batch[keys.SLOT_SENDERS].reshape(-1))
-    if torch.compiler.is_compiling():
+    if slots is None or num_out != num_nodes:
         return None
-    return neighbour_layout(sender, receiver, num_nodes, num_out)
+    return NeighbourLayout(num_out, slots.shape[1], slots.reshape(-1), batch[keys.SLOT_SENDERS].reshape(-1))
 
 
 def uses_neighbour_slots(model: torch.nn.Module) -> bool:

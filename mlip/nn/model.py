@@ -20,7 +20,7 @@ from e3nn import o3
 from mlip.data import keys
 from mlip.errors import ConfigError, DataError
 from mlip.nn.blocking import BlockPlan, Blocking, blocked_rows
-from mlip.nn.convolution import edge_layout
+from mlip.nn.convolution import batch_layout
 from mlip.nn.edge_readout import EdgeEnergyReadout
 from mlip.nn.grad_output import energy_gradients, strain, zero_displacement
 from mlip.nn.hparams import ModelHyperparameters
@@ -325,7 +325,7 @@ class MACE(torch.nn.Module):
         else:
             node_inter = torch.zeros(num_out, dtype=dtype, device=positions.device)
 
-        layout = None if blocking is not None else edge_layout(batch, sender, receiver, num_nodes, num_out)
+        layout = None if blocking is not None else batch_layout(batch, num_nodes, num_out)
         h = self.node_embedding(one_hot)
         descriptors = []
         last = len(self.interactions) - 1

@@ -10,7 +10,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from mlip.nn.convolution import ChannelwiseConvolution, neighbour_layout
+from mlip.nn.convolution import ChannelwiseConvolution, neighbour_layout, neighbour_slots
 
 
 def _float64_conv(node: str, sh: str, target: str) -> ChannelwiseConvolution:
@@ -138,18 +138,19 @@ def test_neighbour_layout_refuses_unsorted_and_sparse_edges():
 @pytest.mark.parametrize("name", ["residual", "nonlinear_two_heads"])
 def test_model_with_slots_equals_scatter_for_all_atoms_and_for_local_atoms(name, blocks, monkeypatch):
     """A whole model with and without neighbour slots: energy and forces, and the domain-decomposition path
-    (``local_energies``: the 9 atoms owned, every other edge's sender a ghost copy of its atom), where the
-    non-linear block's convolution sums over all 18 atoms and must not take the owned atoms' slots."""
+    (``local_energies``: the 9 atoms owned, every other edge's sender a ghost copy of its atom), where slots
+    made for the 9 atoms must not be used."""
     from ase.build import molecule
     from graphs import atoms_structures, make_batch
     from small_models import small_model
 
     model = small_model(name)
-    if not blocks:  # the model then makes the slots once per call and hands them to every convolution
-        monkeypatch.setattr(model, "blocking", None)
     batch = make_batch(atoms_structures([molecule("CH3CH2OH")]), r_max=3.0)
     order = torch.argsort(batch["edge_index"][1], stable=True)
     batch["edge_index"], batch["unit_shifts"] = batch["edge_index"][:, order], batch["unit_shifts"][order]
+    if not blocks:  # one convolution call over all edges, the slots handed in as a compiled call gets them
+        monkeypatch.setattr(model, "blocking", None)
+        batch.update(neighbour_slots(batch["edge_index"], 9))  # the ghost batch below must not use them
     ghosts = dict(batch)
     for key in ("positions", "numbers", "batch"):
         ghosts[key] = torch.cat([batch[key], batch[key]])
