@@ -37,6 +37,10 @@ NEIGHBOUR_SLOTS = "neighbour_slots"
 ``D`` the largest in-degree (:func:`mlip.nn.convolution.neighbour_slots`; made for compiled inference)."""
 SLOT_SENDERS = "slot_senders"
 """``[N,D]`` long, optional: the sender of each of :data:`NEIGHBOUR_SLOTS`, ``N`` for an empty slot."""
+SPECIES = "species"
+"""``[S]`` long, optional: the distinct atomic numbers of the batch, ascending
+(:func:`mlip.nn.contraction.with_species`; made for compiled calls, where the symmetric contraction cannot find
+them itself)."""
 DISPLACEMENT = "displacement"
 """``[B,3,3]`` float, optional zero strain handle that requires grad, made by the caller (compiled training:
 a leaf tensor cannot be created inside a compiled graph); the model makes its own when absent."""
@@ -103,7 +107,7 @@ PROPERTY_WEIGHT: dict[str, str] = {
 SHAPES: dict[str, str] = {
     POSITIONS: "[N,3]", NUMBERS: "[N]", BATCH: "[N]", PTR: "[B+1]", EDGE_INDEX: "[2,E]", UNIT_SHIFTS: "[E,3]",
     CELL: "[B,3,3]", PBC: "[B,3]", HEAD: "[B]", EDGE_GATE: "[E]", DISPLACEMENT: "[B,3,3]",
-    NEIGHBOUR_SLOTS: "[N,D]", SLOT_SENDERS: "[N,D]",
+    NEIGHBOUR_SLOTS: "[N,D]", SLOT_SENDERS: "[N,D]", SPECIES: "[S]",
     ENERGY: "[B]", FORCES: "[N,3]", STRESS: "[B,3,3]", VIRIALS: "[B,3,3]", WEIGHT: "[B]",
     ENERGY_WEIGHT: "[B]", FORCES_WEIGHT: "[B]", STRESS_WEIGHT: "[B]", VIRIALS_WEIGHT: "[B]",
     HAS_ENERGY: "[B]", HAS_FORCES: "[B]", HAS_STRESS: "[B]", HAS_VIRIALS: "[B]",
@@ -124,12 +128,15 @@ PER_GRAPH: tuple[str, ...] = (
     STRESS, VIRIALS, HAS_ENERGY, HAS_FORCES, HAS_STRESS, HAS_VIRIALS,
 )
 """Per-graph entries of a graph dict (stacked by collate)."""
-LONG_KEYS: frozenset[str] = frozenset({NUMBERS, EDGE_INDEX, HEAD, BATCH, PTR, NEIGHBOUR_SLOTS, SLOT_SENDERS})
+LONG_KEYS: frozenset[str] = frozenset({
+    NUMBERS, EDGE_INDEX, HEAD, BATCH, PTR, NEIGHBOUR_SLOTS, SLOT_SENDERS, SPECIES})
 """Batch entries of dtype long; the others are bool (:data:`BOOL_KEYS`) or float."""
 BOOL_KEYS: frozenset[str] = frozenset({PBC, HAS_ENERGY, HAS_FORCES, HAS_STRESS, HAS_VIRIALS})
 """Batch entries of dtype bool."""
 
 ATOM_DIM_KEYS: tuple[str, ...] = (POSITIONS, NUMBERS, BATCH, NEIGHBOUR_SLOTS, SLOT_SENDERS)
 """Model inputs whose dimension 0 is the atom count (marked dynamic for torch.compile)."""
-EDGE_DIMS: tuple[tuple[str, int], ...] = ((EDGE_INDEX, 1), (UNIT_SHIFTS, 0), (NEIGHBOUR_SLOTS, 1), (SLOT_SENDERS, 1))
-"""Model inputs with an edge-count dimension (or the slot width, which varies like it), and which dimension."""
+EDGE_DIMS: tuple[tuple[str, int], ...] = (
+    (EDGE_INDEX, 1), (UNIT_SHIFTS, 0), (NEIGHBOUR_SLOTS, 1), (SLOT_SENDERS, 1), (SPECIES, 0))
+"""Model inputs with an edge-count dimension, or another that varies with the structure (the slot width, the
+number of species), and which dimension (marked dynamic for torch.compile)."""

@@ -27,7 +27,9 @@ CPU rewrite of ``[M, 1] @ [1, P]`` guards on ``M + P <= 32`` and so bounded a gr
 :attr:`CompiledPotential.num_compiles` counts the graphs compiled for this instance.
 The convolution's neighbour slots (:func:`mlip.nn.convolution.neighbour_slots`, ``[N, D]`` with ``D`` the
 largest in-degree, also dynamic) are made before the call: their width is data, which a graph cannot
-compute without a break.
+compute without a break. So are the batch's species (:func:`mlip.nn.contraction.with_species`, ``[S]``,
+dynamic; the symmetric contraction evaluates only these elements' weights). One species and several are
+two graphs (dynamo specialises a size of 1).
 
 No torch state is changed: no default dtype, no dynamo config. On a CPU the C allocator is told once to
 keep large blocks on its heap (:func:`mlip.allocator.keep_large_blocks`): inductor's buffers are hundreds of
@@ -46,6 +48,7 @@ import torch
 from mlip.allocator import keep_large_blocks
 from mlip.data import keys
 from mlip.device import model_device
+from mlip.nn.contraction import uses_species, with_species
 from mlip.nn.convolution import neighbour_slots, uses_neighbour_slots
 from mlip.nn.grad_output import energy_gradients, strain, zero_displacement
 
@@ -220,6 +223,7 @@ class CompiledPotential:
         if model_device(model).type == "cpu":  # inductor's buffers: from the heap, not a fresh mmap per call
             keep_large_blocks()
         self._slots = uses_neighbour_slots(model)
+        self._species = uses_species(model)
         self._inner_backend = compiler_backend(backend, mode)
         self._energy = torch.compile(_energy_function(model), backend=self._backend, fullgraph=fullgraph, dynamic=None)
 
@@ -233,6 +237,8 @@ class CompiledPotential:
             # the convolution's neighbour slots (their width is data, so the graph cannot make them)
             slots = neighbour_slots(batch[keys.EDGE_INDEX], batch[keys.POSITIONS].shape[0])
             batch = batch if slots is None else {**batch, **slots}
+        if self._species:  # the elements present (their number is data, so the graph cannot find them)
+            batch = with_species(batch)
         return energy_forces_stress(self._energy, batch, compute_stress=compute_stress)
 
 

@@ -8,7 +8,8 @@ with ``U`` the symmetric generalised Clebsch-Gordan basis of :mod:`mlip.nn.coupl
 ``A`` the one-particle basis laid out as ``[N, C, K]`` (``K`` = concatenated irreps ``0e, 1o, ..``),
 and weights per element (``z_i``) or shared (element-agnostic, MACE-MH-1).
 
-Evaluation (three strategies, the cheapest is picked at construction from weighted operation counts):
+Evaluation (four strategies; the cheapest is picked from weighted operation counts, at construction for the first
+three and at each call for ``mixed``, whose cost grows with the number of elements present):
 
 * ``horner`` (few weight sets, e.g. element-agnostic): ``((c_nu A + c_{nu-1}) A + ..) A`` with
   ``c_n = W_e U_n`` formed per element once per forward pass;
@@ -19,7 +20,7 @@ order (each monomial = a lower-order monomial times one more ``A``), multiplied 
 matrix ``G_nu`` (the basis with each monomial's multiplicity folded in) and contracted with the
 atom's weights; the cost does not depend on the number of elements.
 
-Neither has data-dependent control flow (``torch.compile`` traces both).
+None has data-dependent control flow (``torch.compile`` traces both).
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ from collections import Counter
 import torch
 from e3nn import o3
 
+from mlip.data import keys
 from mlip.nn.coupling import symmetric_coupling_basis
+
+_STATIC = ("horner", "features", "monomial")
+"""The strategies chosen once, at construction (``mixed`` depends on the elements present in a call)."""
 
 
 def _monomials(K: int, correlation: int) -> list[tuple[torch.Tensor, torch.Tensor, list[tuple[int, ...]]]]:
@@ -46,6 +51,17 @@ def _monomials(K: int, correlation: int) -> list[tuple[torch.Tensor, torch.Tenso
         out.append((parent, last, combos))
         prev = {c: i for i, c in enumerate(combos)}
     return out
+
+
+def with_species(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``batch`` with :data:`~mlip.data.keys.SPECIES` (its distinct atomic numbers) added, if absent.
+
+    For compiled calls: the ``mixed`` contraction evaluates only these elements' weights, and a compiled graph
+    cannot find them itself (their number is data). Eager calls need not add it.
+    """
+    if keys.SPECIES in batch:
+        return batch
+    return {**batch, keys.SPECIES: torch.unique(batch[keys.NUMBERS])}
 
 
 class SymmetricContraction(torch.nn.Module):
@@ -126,38 +142,57 @@ class SymmetricContraction(torch.nn.Module):
             n_mono = len(combos_by_order[nu - 1])
             g = torch.cat(cols, dim=1) if cols else torch.zeros(n_mono, 0, dtype=torch.float64)
             self.register_buffer(f"G_{nu}", g.contiguous(), persistent=False)
+        self.auto = strategy == "auto"
         self.strategy = self._choose_strategy(strategy, combos_by_order)
         self.eager_strategy = self._choose_strategy(strategy, combos_by_order, grouped=True)
+        self.num_low_monomials = len(combos_by_order[correlation - 2]) if correlation > 1 else 0
+        self.static_cost = {  # auto: the static choice's cost, weighed against mixed_cost at each call
+            "compiled": self._costs(combos_by_order, grouped=False)[self.strategy],
+            "eager": self._costs(combos_by_order, grouped=True)[self.eager_strategy],
+        } if self.auto else {}
         if {self.strategy, self.eager_strategy} & {"horner", "features"}:
             self._register_horner_buffers()
+        if self.auto or strategy == "mixed":
+            self._register_mixed_buffers(combos_by_order)
         self.node_elements = self._node_elements()
 
-    def _choose_strategy(self, strategy: str, combos_by_order: list[list[tuple[int, ...]]], grouped: bool = False) -> str:
-        """``"auto"`` -> the cheapest of horner / features / monomial (same numbers, different cost).
+    def _costs(self, combos_by_order: list[list[tuple[int, ...]]], grouped: bool) -> dict[str, int]:
+        """Operation counts per atom and channel of the static strategies, weighted by measured CPU costs.
 
         ``grouped``: the cost in eager mode, where Horner's top order runs on each element's atoms only
         (a data-dependent gather, so compiled graphs evaluate every element on every atom instead).
         """
-        # operation counts weighted by measured CPU costs; all strategies give the same numbers:
-        # "horner": per-element Horner (few weight sets), "features": features-first Horner, "monomial".
         K = self.K
+        sets = 1 if grouped else self.num_elements
+        return {
+            "horner": 6 * sets * sum(M * K**self.correlation for M in self.out_dims),
+            "features": sum(M * K**self.correlation * c[-1] for M, c in zip(self.out_dims, self.num_params)),
+            "monomial": 2 * (
+                17 * self.num_monomials
+                + sum(
+                    M * sum(len(combos_by_order[nu]) * P for nu, P in enumerate(c))
+                    for M, c in zip(self.out_dims, self.num_params)
+                )
+            ),
+        }
+
+    def _choose_strategy(self, strategy: str, combos_by_order: list[list[tuple[int, ...]]], grouped: bool = False) -> str:
+        """``"auto"`` -> the cheapest static strategy (``mixed`` is weighed at each call, :meth:`mixed_cost`)."""
         if strategy == "auto":
-            sets = 1 if grouped else self.num_elements
-            cost = {
-                "horner": 6 * sets * sum(M * K**self.correlation for M in self.out_dims),
-                "features": sum(M * K**self.correlation * c[-1] for M, c in zip(self.out_dims, self.num_params)),
-                "monomial": 2 * (
-                    17 * self.num_monomials
-                    + sum(
-                        M * sum(len(combos_by_order[nu]) * P for nu, P in enumerate(c))
-                        for M, c in zip(self.out_dims, self.num_params)
-                    )
-                ),
-            }
+            cost = self._costs(combos_by_order, grouped)
             strategy = min(cost, key=cost.get)
-        if strategy not in ("horner", "features", "monomial"):
+        if strategy not in _STATIC + ("mixed",):
             raise ValueError(f"unknown contraction strategy {strategy!r}")
         return strategy
+
+    def mixed_cost(self, num_present: int) -> int:
+        """The ``mixed`` strategy's weighted operation count for ``num_present`` elements (units of :meth:`_costs`).
+
+        Calibrated on MACE-MP's layers (K = 16, correlation 3, one thread, compiled and eager): with ``3 x``
+        a matmul's multiply-adds the choice matches the measured faster strategy for 1 to 4 elements.
+        """
+        K, low = self.K, self.num_low_monomials
+        return 3 * num_present * sum(self.out_dims) * K * (low + K + 1) + 17 * low
 
     def _register_horner_buffers(self) -> None:
         """Coupling bases reshaped for the Horner evaluation, ``U_{o}_{nu}`` (not state)."""
@@ -173,13 +208,48 @@ class SymmetricContraction(torch.nn.Module):
                     mat = U.reshape(M * K**nu, P).T
                 self.register_buffer(f"U_{o}_{nu}", mat.contiguous(), persistent=False)
 
+    def _register_mixed_buffers(self, combos_by_order: list[list[tuple[int, ...]]]) -> None:
+        """Bases of the ``mixed`` evaluation, ``H_{o}_{nu}`` (not state): order 1 ``[(M, j), P]``; order ``nu > 1``
+        ``[(M, j, m), P]`` with ``m`` the sorted monomials of order ``nu - 1`` times their multiplicity."""
+        K = self.K
+        for o, (_, ir) in enumerate(self.irreps_out):
+            M = ir.dim
+            for nu in range(1, self.correlation + 1):
+                U = symmetric_coupling_basis(self.coupling_irreps, str(ir), nu)  # [M, K..K, P]
+                if nu == 1:
+                    mat = U.reshape(M * K, -1)
+                else:
+                    combos = combos_by_order[nu - 2]
+                    idx = torch.tensor(combos, dtype=torch.long)  # [n_mono, nu - 1]
+                    mult = torch.tensor([
+                        math.factorial(nu - 1) / math.prod(math.factorial(v) for v in Counter(c).values())
+                        for c in combos
+                    ], dtype=torch.float64)
+                    rows = U[(slice(None),) + tuple(idx[:, j] for j in range(nu - 1))]  # [M, n_mono, K, P]
+                    rows = rows * mult.view(1, -1, 1, 1)
+                    mat = rows.permute(0, 2, 1, 3).reshape(M * K * len(combos), -1)  # (M, j, m)
+                self.register_buffer(f"H_{o}_{nu}", mat.contiguous(), persistent=False)
+
     def _node_elements(self) -> int:
         """Elements per atom of the largest intermediate of :meth:`forward` in eager mode (blocking over atoms)."""
         C, K = self.num_channels, self.K
+        widths = [0]
         if self.eager_strategy in ("horner", "features"):
             top = max(K * p[-1] for p in self.num_params) if self.eager_strategy == "features" else 0
-            return C * max(top, max(M * K ** (self.correlation - 1) for M in self.out_dims))
-        return C * self.num_monomials
+            widths.append(C * max(top, max(M * K ** (self.correlation - 1) for M in self.out_dims)))
+        elif self.eager_strategy == "monomial":
+            widths.append(C * self.num_monomials)
+        if self.eager_strategy == "mixed" or self.auto:  # Z: [S x sum(M) x K] per atom and channel, S elements
+            present = max(self._mixed_limit("eager"), 1)
+            widths.append(C * (self.num_low_monomials + 2 * present * sum(self.out_dims) * K))
+        return max(widths)
+
+    def _mixed_limit(self, mode: str) -> int:
+        """The most elements present for which ``mixed`` runs in ``mode`` (``"eager"`` / ``"compiled"``)."""
+        if not self.auto:
+            return self.num_elements if self.strategy == "mixed" else 0
+        static = self.static_cost[mode]
+        return sum(1 for s in range(1, self.num_elements + 1) if self.mixed_cost(s) < static)
 
     def weight(self, o: int, nu: int) -> torch.nn.Parameter:
         """Weights ``[num_elements, P, C]`` of output irrep ``o`` and order ``nu``."""
@@ -190,7 +260,12 @@ class SymmetricContraction(torch.nn.Module):
         _, ir = self.irreps_out[o]
         return symmetric_coupling_basis(self.coupling_irreps, str(ir), nu)
 
-    def forward(self, x: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, element: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [N, irreps_in.dim]``, ``element [N]`` -> ``[N, irreps_out.dim]``.
+
+        ``present``: ``[S]`` element indices, a superset of ``element``'s values (the ``mixed`` strategy
+        evaluates these elements' weights only); found from ``element`` when omitted.
+        """
         N = x.shape[0]
         C = self.num_channels
         parts = []
@@ -201,6 +276,12 @@ class SymmetricContraction(torch.nn.Module):
         a = torch.cat(parts, dim=-1)  # [N, C, K]
         compiling = torch.compiler.is_compiling()
         strategy = self.strategy if compiling else self.eager_strategy
+        if self.auto or strategy == "mixed":
+            if present is None:  # a compiled graph without the batch's species: every element
+                present = torch.arange(self.num_elements, device=x.device) if compiling else torch.unique(element)
+            mode = "compiled" if compiling else "eager"
+            if strategy == "mixed" or self.mixed_cost(present.shape[0]) < self.static_cost[mode]:
+                return self._mixed(a, element, present)
         if strategy in ("horner", "features"):
             return self._horner(a, element, strategy, grouped=not compiling)
         return self._monomial(a, element)
@@ -291,3 +372,50 @@ class SymmetricContraction(torch.nn.Module):
             out = a.new_zeros(M, N, C) if not part else functools.reduce(torch.add, part)
             outs.append(out.permute(1, 2, 0).reshape(N, C * M))
         return torch.cat(outs, dim=-1)
+
+    def _mixed(self, a: torch.Tensor, element: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Monomials up to order ``nu - 1``, one Horner step, each present element's coefficients ``W_z U``."""
+        N, C, K = a.shape
+        S, sum_m = present.shape[0], sum(self.out_dims)
+        a_ck = a.permute(1, 2, 0).contiguous()  # [C, K, N]
+        z = None  # [C, S x sum_m x K, N]: sum_m T_{z, (M, j), m} A_m over the orders nu >= 2
+        mono = a_ck
+        for nu in range(2, self.correlation + 1):
+            if nu > 2:  # monomials of order nu - 1 from those of order nu - 2
+                mono = mono.index_select(1, getattr(self, f"parent_{nu - 1}")) * a_ck.index_select(
+                    1, getattr(self, f"last_{nu - 1}"))
+            t = self._mixed_coefficients(nu, present, a.dtype)
+            z = torch.bmm(t, mono) if z is None else torch.baddbmm(z, t, mono)
+        y = torch.bmm(self._mixed_coefficients(1, present, a.dtype), a_ck)  # [C, S x sum_m, N]
+        if z is not None:
+            y = y + (z.view(C, S * sum_m, K, N) * a_ck.unsqueeze(1)).sum(2)
+        y = y.view(C, S, sum_m, N)
+        if S == 1:  # every atom has the one element present
+            y = y[:, 0]
+        else:
+            mask = (element.unsqueeze(0) == present.unsqueeze(1)).to(a.dtype)  # [S, N]
+            y = (y * mask.view(1, S, 1, N)).sum(1)
+        outs, start = [], 0
+        for M in self.out_dims:  # -> mul_ir
+            outs.append(y[:, start : start + M].permute(2, 0, 1).reshape(N, C * M))
+            start += M
+        return torch.cat(outs, dim=-1)
+
+    def _mixed_coefficients(self, nu: int, present: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``T = W_z U`` of order ``nu`` for the present elements: ``[C, S x sum(M) x K, n_mono]`` (``nu > 1``) or
+        ``[C, S x sum(M), K]`` (``nu = 1``)."""
+        S, C, K = present.shape[0], self.num_channels, self.K
+        cols = K if nu == 1 else math.comb(K + nu - 2, nu - 1)  # monomials of order nu - 1 (explicit: S may be 0)
+        blocks = []
+        for o, M in enumerate(self.out_dims):
+            H = getattr(self, f"H_{o}_{nu}").to(dtype)  # [rows, P]
+            w = self.weight(o, nu)[present]  # [S, P, C]
+            blocks.append(torch.einsum("spc,rp->csr", w, H).reshape(C, S, M, H.shape[0] // M))
+        t = torch.cat(blocks, dim=2)  # [C, S, sum_m, rows / M]
+        rows = S * sum(self.out_dims) * (1 if nu == 1 else K)
+        return t.reshape(C, rows, cols)
+
+
+def uses_species(model: torch.nn.Module) -> bool:
+    """Whether ``model`` has a contraction that may use the batch's species (compiled callers add them)."""
+    return any(isinstance(m, SymmetricContraction) and (m.auto or m.strategy == "mixed") for m in model.modules())

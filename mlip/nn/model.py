@@ -12,6 +12,7 @@ The batch format and outputs are those of docs/architecture.md.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -280,6 +281,19 @@ class MACE(torch.nn.Module):
 
 
     # ------------------------------------------------------------------ message passing
+    @staticmethod
+    def _product(
+        prod: torch.nn.Module, a: torch.Tensor, sc: torch.Tensor | None, element: torch.Tensor,
+        present: torch.Tensor | None, blocking: BlockPlan | None,
+    ) -> torch.Tensor:
+        """``prod(a, sc, element, present)``, a block of atoms at a time with ``blocking``."""
+        if blocking is None:
+            return prod(a, sc, element, present)
+        width = getattr(prod.contraction, "node_elements", 0)  # 0: a backend's contraction, one block
+        rows = blocking.rows(width) if width else a.shape[0]
+        product = functools.partial(prod, present=present)
+        return blocked_rows(product, rows, (a, sc, element), recompute=blocking.recompute)
+
     def _interactions(
         self,
         positions: torch.Tensor,
@@ -326,18 +340,14 @@ class MACE(torch.nn.Module):
             node_inter = torch.zeros(num_out, dtype=dtype, device=positions.device)
 
         layout = None if blocking is not None else batch_layout(batch, num_nodes, num_out)
+        present = self.element_index(batch[keys.SPECIES]) if keys.SPECIES in batch else None
         h = self.node_embedding(one_hot)
         descriptors = []
         last = len(self.interactions) - 1
         for t, (inter, prod, n_scalar) in enumerate(zip(self.interactions, self.products, self.scalar_dims)):
             a, sc = inter(h, one_hot, edge_attrs, edge_feats, cutoff, edge_index, edge_gate,
                           num_local=num_local, blocking=blocking, layout=layout)
-            if blocking is not None:
-                width = getattr(prod.contraction, "node_elements", 0)  # 0: a backend's contraction, one block
-                rows = blocking.rows(width) if width else a.shape[0]
-                h = blocked_rows(prod, rows, (a, sc, out_element), recompute=blocking.recompute)
-            else:
-                h = prod(a, sc, out_element)
+            h = self._product(prod, a, sc, out_element, present, blocking)
             descriptors.append(h[:, :n_scalar])
             if self.edge_readout is None:
                 node_inter = node_inter + self.readouts[t](h, out_head)

@@ -60,8 +60,10 @@ class MLPReadout(torch.nn.Module):
 class ProductBlock(torch.nn.Module):
     """``h_new = W m + sc`` with ``m`` the symmetric contraction of ``A``.
 
-    ``forward(A [N, irreps_in.dim], sc [N, irreps_out.dim] | None, element [N]) -> [N, irreps_out.dim]``.
-    ``element`` indexes the weight set (zeros for element-agnostic weights).
+    ``forward(A [N, irreps_in.dim], sc [N, irreps_out.dim] | None, element [N], present [S] | None)
+    -> [N, irreps_out.dim]``. ``element`` indexes the weight set (zeros for element-agnostic weights);
+    ``present``, the element indices that occur (a superset of ``element``'s values), as in
+    :meth:`mlip.nn.contraction.SymmetricContraction.forward`.
     """
 
     def __init__(
@@ -77,10 +79,12 @@ class ProductBlock(torch.nn.Module):
         self.contraction = SymmetricContraction(irreps_in, irreps_out, correlation, 1 if agnostic else num_elements)
         self.linear = make_linear(irreps_out, irreps_out)
 
-    def forward(self, a: torch.Tensor, sc: torch.Tensor | None, element: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, a: torch.Tensor, sc: torch.Tensor | None, element: torch.Tensor, present: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.agnostic:
-            element = torch.zeros_like(element)
-        out = self.linear(self.contraction(a, element))
+            element, present = torch.zeros_like(element), None
+        out = self.linear(self.contraction(a, element, present))
         if sc is not None:
             out = out + sc
         return out

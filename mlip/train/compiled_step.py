@@ -41,6 +41,7 @@ import torch
 
 from mlip.data import keys
 from mlip.inference import EDGE_DIMS, NODE_KEYS, compiler_backend, fresh_code
+from mlip.nn.contraction import uses_species, with_species
 from mlip.nn.grad_output import zero_displacement
 
 GRAPH_DIM_KEYS: tuple[str, ...] = (
@@ -93,6 +94,7 @@ class CompiledStep:
         self.compile_seconds: float | None = None
         self._t_first: float | None = None
         self._inner = compiler_backend(backend, mode)
+        self._species = uses_species(module)
         self._compiled = torch.compile(self._own_code(), backend=self._backend, dynamic=None)
 
     def _own_code(self) -> Callable[..., Any]:
@@ -117,7 +119,7 @@ class CompiledStep:
         self, batch: dict[str, torch.Tensor], compute_stress: bool = False
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss (with its graph, for ``backward()``) and detached per-property terms of one batch."""
-        inputs = dict(batch)
+        inputs = dict(with_species(batch) if self._species else batch)  # the elements present (data-sized)
         inputs[keys.POSITIONS] = batch[keys.POSITIONS].detach().requires_grad_(True)
         if compute_stress:  # leaf tensors that require grad are made outside the graph (no graph break)
             num_graphs = batch[keys.PTR].shape[0] - 1

@@ -75,7 +75,7 @@ def test_spans_mace_bases():
             assert resid < 1e-12
 
 
-@pytest.mark.parametrize("strategy", ["horner", "features", "monomial"])
+@pytest.mark.parametrize("strategy", ["horner", "features", "monomial", "mixed"])
 @pytest.mark.parametrize("correlation,num_elements", [(1, 2), (2, 3), (3, 2), (3, 20), (4, 1)])
 def test_contraction_matches_brute_force(correlation, num_elements, strategy):
     torch.manual_seed(1)
@@ -116,3 +116,46 @@ def test_contraction_equivariant():
     lhs = sc(x @ _D(str(irreps_in), angles, 1).T, el)
     rhs = sc(x, el) @ _D(str(irreps_out), angles, 1).T
     torch.testing.assert_close(lhs, rhs, rtol=0, atol=1e-10)
+
+
+def test_mixed_uses_present_elements_only():
+    """``mixed`` with the elements present, a superset of them, or found itself: the numbers of ``monomial``."""
+    torch.manual_seed(3)
+    irreps_in, irreps_out = "4x0e + 4x1o + 4x2e + 4x3o", "4x0e + 4x1o"
+    sc = SymmetricContraction(irreps_in, irreps_out, 3, 5, strategy="mixed").double()
+    ref = SymmetricContraction(irreps_in, irreps_out, 3, 5, strategy="monomial").double()
+    ref.load_state_dict(sc.state_dict())
+    x = torch.randn(9, o3.Irreps(irreps_in).dim, dtype=torch.float64)
+    for element, present in [
+        (torch.full((9,), 3), torch.tensor([3])),
+        (torch.tensor([1, 4, 4, 1, 1, 4, 1, 1, 4]), torch.tensor([1, 4])),
+        (torch.tensor([1, 4, 4, 1, 1, 4, 1, 1, 4]), torch.tensor([0, 1, 2, 4])),
+        (torch.tensor([2, 0, 4, 1, 1, 3, 1, 1, 4]), None),
+    ]:
+        expected = ref(x, element)
+        torch.testing.assert_close(sc(x, element, present), expected, rtol=0, atol=1e-12)
+    # a domain without atoms (a LAMMPS rank over vacuum): nothing present, an empty result
+    assert sc(x[:0], element[:0]).shape == (0, o3.Irreps(irreps_out).dim)
+    # the second derivative (forces in a training loss) agrees too
+    xs = [x.clone().requires_grad_(True) for _ in range(2)]
+    grads = []
+    for module, xi in zip((sc, ref), xs):
+        (g,) = torch.autograd.grad((module(xi, element) ** 2).sum(), xi, create_graph=True)
+        (gw,) = torch.autograd.grad((g**2).sum(), module.weight(1, 3))
+        grads.append((g, gw))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=0, atol=1e-10)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-10, atol=1e-10)
+
+
+def test_auto_weighs_mixed_by_elements_present():
+    """MACE-MP's first product (89 elements): ``mixed`` for one to three elements present, the static choice
+    for many."""
+    sc = SymmetricContraction("64x0e + 64x1o + 64x2e + 64x3o", "64x0e + 64x1o", 3, 89)
+    assert sc.strategy == "monomial"
+    assert sc.mixed_cost(1) < sc.mixed_cost(3) < sc.static_cost["compiled"] < sc.mixed_cost(5)
+    x = torch.randn(4, sc.irreps_in.dim)
+    calls = []
+    sc._mixed = lambda *args: calls.append(args[2].shape[0]) or torch.zeros(4, sc.irreps_out.dim)
+    sc(x, torch.tensor([5, 5, 7, 5]))
+    sc(x, torch.tensor([5, 6, 7, 8]), torch.arange(20))
+    assert calls == [2]

@@ -167,7 +167,8 @@ class CueqSymmetricContraction(_CueModule):
         _, ir = self.irreps_out[o]
         return symmetric_coupling_basis(self.coupling_irreps, str(ir), nu)
 
-    def forward(self, x: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, element: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+        """As :meth:`mlip.nn.contraction.SymmetricContraction.forward`; ``present`` is not used."""
         W = torch.cat(list(self.weights), dim=1)  # [E, P_ours, C]
         w = torch.einsum("ap,epc->eac", self._const["T"], W)  # [E, P_cueq, C]
         if x.is_cuda and "fast" in self._impl:
