@@ -20,7 +20,8 @@ order (each monomial = a lower-order monomial times one more ``A``), multiplied 
 matrix ``G_nu`` (the basis with each monomial's multiplicity folded in) and contracted with the
 atom's weights; the cost does not depend on the number of elements.
 
-None has data-dependent control flow (``torch.compile`` traces both).
+None has data-dependent control flow (``torch.compile`` traces each; ``mixed`` branches on the number of elements
+present, a size).
 """
 
 from __future__ import annotations
