@@ -28,8 +28,9 @@ CPU rewrite of ``[M, 1] @ [1, P]`` guards on ``M + P <= 32`` and so bounded a gr
 The convolution's neighbour slots (:func:`mlip.nn.convolution.neighbour_slots`, ``[N, D]`` with ``D`` the
 largest in-degree, also dynamic) are made before the call: their width is data, which a graph cannot
 compute without a break. So are the batch's species (:func:`mlip.nn.contraction.with_species`, ``[S]``,
-dynamic; the symmetric contraction evaluates only these elements' weights). One species and several are
-two graphs (dynamo specialises a size of 1).
+dynamic; the ``mixed`` symmetric contraction evaluates only these elements' weights), for models that can use
+them: one species, up to the contraction's ``mixed_limit`` and beyond it are separate graphs (size-1
+specialisation and the limit's guard).
 
 No torch state is changed: no default dtype, no dynamo config. On a CPU the C allocator is told once to
 keep large blocks on its heap (:func:`mlip.allocator.keep_large_blocks`): inductor's buffers are hundreds of

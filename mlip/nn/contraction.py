@@ -59,6 +59,14 @@ def _monomials(K: int, correlation: int) -> list[tuple[torch.Tensor, torch.Tenso
     return out
 
 
+def _multiplicities(combos: list[tuple[int, ...]]) -> torch.Tensor:
+    """Orderings of each sorted index tuple (``nu! / prod(count!)``): how often ``U`` meets that monomial."""
+    return torch.tensor(
+        [math.factorial(len(c)) / math.prod(math.factorial(v) for v in Counter(c).values()) for c in combos],
+        dtype=torch.float64,
+    )
+
+
 def with_species(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``batch`` with :data:`~mlip.data.keys.SPECIES` (its distinct atomic numbers) added, if absent.
 
@@ -126,12 +134,8 @@ class SymmetricContraction(torch.nn.Module):
                 counts.append(P)
                 combos = combos_by_order[nu - 1]
                 idx = torch.tensor(combos, dtype=torch.long)  # [n_mono, nu]
-                mult = torch.tensor(
-                    [math.factorial(nu) / math.prod(math.factorial(v) for v in Counter(c).values()) for c in combos],
-                    dtype=torch.float64,
-                )
                 Uc = U[(slice(None),) + tuple(idx[:, j] for j in range(nu))]  # [M, n_mono, P]
-                blocks.append(Uc * mult.view(1, -1, 1))
+                blocks.append(Uc * _multiplicities(combos).view(1, -1, 1))
                 w = torch.randn(num_elements, P, self.num_channels) / max(P, 1)
                 self.weights.append(torch.nn.Parameter(w))
             self.num_params.append(counts)
@@ -152,13 +156,15 @@ class SymmetricContraction(torch.nn.Module):
         self.strategy = self._choose_strategy(strategy, combos_by_order)
         self.eager_strategy = self._choose_strategy(strategy, combos_by_order, grouped=True)
         self.num_low_monomials = len(combos_by_order[correlation - 2]) if correlation > 1 else 0
-        self.static_cost = {  # auto: the static choice's cost, weighed against mixed_cost at each call
+        self.static_cost = {  # auto: the static choice's cost, against which mixed_cost sets mixed_limit
             "compiled": self._costs(combos_by_order, grouped=False)[self.strategy],
             "eager": self._costs(combos_by_order, grouped=True)[self.eager_strategy],
         } if self.auto else {}
         if {self.strategy, self.eager_strategy} & {"horner", "features"}:
             self._register_horner_buffers()
-        if self.auto or strategy == "mixed":
+        self.mixed_limit = {mode: self._mixed_limit(mode) for mode in ("eager", "compiled")}
+        """The most elements present for which a call runs ``mixed`` (0: never), per mode."""
+        if any(self.mixed_limit.values()):
             self._register_mixed_buffers(combos_by_order)
         self.node_elements = self._node_elements()
 
@@ -227,12 +233,8 @@ class SymmetricContraction(torch.nn.Module):
                 else:
                     combos = combos_by_order[nu - 2]
                     idx = torch.tensor(combos, dtype=torch.long)  # [n_mono, nu - 1]
-                    mult = torch.tensor([
-                        math.factorial(nu - 1) / math.prod(math.factorial(v) for v in Counter(c).values())
-                        for c in combos
-                    ], dtype=torch.float64)
                     rows = U[(slice(None),) + tuple(idx[:, j] for j in range(nu - 1))]  # [M, n_mono, K, P]
-                    rows = rows * mult.view(1, -1, 1, 1)
+                    rows = rows * _multiplicities(combos).view(1, -1, 1, 1)
                     mat = rows.permute(0, 2, 1, 3).reshape(M * K * len(combos), -1)  # (M, j, m)
                 self.register_buffer(f"H_{o}_{nu}", mat.contiguous(), persistent=False)
 
@@ -245,14 +247,14 @@ class SymmetricContraction(torch.nn.Module):
             widths.append(C * max(top, max(M * K ** (self.correlation - 1) for M in self.out_dims)))
         elif self.eager_strategy == "monomial":
             widths.append(C * self.num_monomials)
-        if self.eager_strategy == "mixed" or self.auto:  # Z: [S x sum(M) x K] per atom and channel, S elements
-            present = max(self._mixed_limit("eager"), 1)
+        if self.mixed_limit["eager"]:  # Z: [S x sum(M) x K] per atom and channel, S elements
+            present = self.mixed_limit["eager"]
             widths.append(C * (self.num_low_monomials + 2 * present * sum(self.out_dims) * K))
         return max(widths)
 
     def _mixed_limit(self, mode: str) -> int:
         """The most elements present for which ``mixed`` runs in ``mode`` (``"eager"`` / ``"compiled"``)."""
-        if not self.auto:
+        if not self.auto:  # present elements are a subset of the model's
             return self.num_elements if self.strategy == "mixed" else 0
         static = MIXED_SHARE[mode] * self.static_cost[mode]
         return sum(1 for s in range(1, self.num_elements + 1) if self.mixed_cost(s) < static)
@@ -282,11 +284,11 @@ class SymmetricContraction(torch.nn.Module):
         a = torch.cat(parts, dim=-1)  # [N, C, K]
         compiling = torch.compiler.is_compiling()
         strategy = self.strategy if compiling else self.eager_strategy
-        if self.auto or strategy == "mixed":
+        limit = self.mixed_limit["compiled" if compiling else "eager"]
+        if limit:
             if present is None:  # a compiled graph without the batch's species: every element
                 present = torch.arange(self.num_elements, device=x.device) if compiling else torch.unique(element)
-            mode = "compiled" if compiling else "eager"
-            if strategy == "mixed" or self.mixed_cost(present.shape[0]) < MIXED_SHARE[mode] * self.static_cost[mode]:
+            if present.shape[0] <= limit:  # mixed_cost grows with the elements present
                 return self._mixed(a, element, present)
         if strategy in ("horner", "features"):
             return self._horner(a, element, strategy, grouped=not compiling)
@@ -424,4 +426,4 @@ class SymmetricContraction(torch.nn.Module):
 
 def uses_species(model: torch.nn.Module) -> bool:
     """Whether ``model`` has a contraction that may use the batch's species (compiled callers add them)."""
-    return any(isinstance(m, SymmetricContraction) and (m.auto or m.strategy == "mixed") for m in model.modules())
+    return any(isinstance(m, SymmetricContraction) and m.mixed_limit["compiled"] for m in model.modules())

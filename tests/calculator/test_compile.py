@@ -23,6 +23,7 @@ from ase.build import bulk, molecule
 
 from calc_support import si_cell
 from mlip.calculator import MLIPCalculator
+from mlip.nn.contraction import uses_species
 
 pytestmark = pytest.mark.slow
 
@@ -74,10 +75,10 @@ def test_compiled_matches_eager_float64_without_recompiling(tiny_model):
         batch = compiled.make_batch(atoms)
         sizes.add((batch["positions"].shape[0], batch["edge_index"].shape[1]))
     assert len(sizes) == len(systems)  # atom and edge counts really changed
-    # dynamic shapes: one graph for all sizes; two for the species count (the symmetric contraction's
-    # elements present, batch key ``species``): one species (Si) and several (the molecules, 2 and 3),
-    # as dynamo specialises a size of 1
-    assert compiled.potential.num_compiles == 2
+    # dynamic shapes: one graph for all of them (this model's contractions never take the ``mixed`` scheme
+    # in a compiled graph, so no ``species`` key is made: test_mixed_contraction_compiled covers that)
+    assert not uses_species(tiny_model)
+    assert compiled.potential.num_compiles == 1
 
 
 @pytest.mark.skipif(os.environ.get("MLIP_SLOW_TESTS") != "1", reason="second compilation; set MLIP_SLOW_TESTS=1")
@@ -144,3 +145,34 @@ def test_zbl_and_agnesi_constants_are_traced_once():
     assert potential.num_compiles == 1
     ref = evaluate(model, batch)
     np.testing.assert_allclose(out["forces"].numpy(), ref["forces"].numpy(), rtol=0, atol=1e-12)
+
+
+def test_mixed_contraction_compiled_with_species():
+    """A model whose compiled contractions take ``mixed`` for up to 2 elements present: the batch's species go in
+    as a dynamic input. One species (Si, twice, two sizes), two (benzene) and three (ethanol, past the limit: the
+    static scheme) match eager to 1e-10; graphs: one per species count class (1, 2, 3), none for the new size."""
+    from mlip.data.structures import structure_batches
+    from mlip.inference import CompiledPotential, evaluate
+    from mlip.nn.hparams import ModelHyperparameters
+    from mlip.nn.model import build_model
+
+    hparams = ModelHyperparameters(
+        atomic_numbers=[1, 6, 8, 14], atomic_energies=[[-1.0, -2.0, -3.0, -4.0]], avg_num_neighbors=8.0,
+        r_max=4.0, num_bessel=4, max_ell=3, hidden_irreps="2x0e + 2x1o", num_interactions=2,
+        correlation=3, radial_mlp=[8], mlp_irreps="4x0e",
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        model = build_model(hparams, dtype=torch.float64).eval()
+    assert [p.contraction.mixed_limit["compiled"] for p in model.products] == [2, 2]
+    potential = CompiledPotential(model, backend="aot_eager")
+    si = bulk("Si", "diamond", a=5.43)
+    systems = [si * (2, 1, 1), molecule("C6H6"), molecule("CH3CH2OH"), si * (2, 2, 1)]
+    for atoms in systems:
+        atoms.rattle(0.05, seed=4)
+        _, _, batch = next(structure_batches([atoms], model.r_max, model.heads, 1))
+        out, ref = potential(batch), evaluate(model, batch)
+        np.testing.assert_allclose(out["energy"].numpy(), ref["energy"].numpy(), rtol=1e-10, atol=0)
+        scale = np.abs(ref["forces"].numpy()).max()
+        np.testing.assert_allclose(out["forces"].numpy(), ref["forces"].numpy(), rtol=0, atol=1e-10 * scale)
+    assert potential.num_compiles == 3

@@ -153,7 +153,7 @@ def test_auto_weighs_mixed_by_elements_present():
     sc = SymmetricContraction("64x0e + 64x1o + 64x2e + 64x3o", "64x0e + 64x1o", 3, 89)
     assert sc.strategy == "monomial"
     assert sc.mixed_cost(1) < sc.mixed_cost(3) < sc.static_cost["compiled"] < sc.mixed_cost(5)
-    assert sc._mixed_limit("eager") == 3 and sc._mixed_limit("compiled") == 2
+    assert sc.mixed_limit == {"eager": 3, "compiled": 2}
     x = torch.randn(4, sc.irreps_in.dim)
     calls = []
     sc._mixed = lambda *args: calls.append(args[2].shape[0]) or torch.zeros(4, sc.irreps_out.dim)
