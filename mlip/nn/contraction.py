@@ -20,8 +20,9 @@ order (each monomial = a lower-order monomial times one more ``A``), multiplied 
 matrix ``G_nu`` (the basis with each monomial's multiplicity folded in) and contracted with the
 atom's weights; the cost does not depend on the number of elements.
 
-None has data-dependent control flow (``torch.compile`` traces each; ``mixed`` branches on the number of elements
-present, a size).
+None has data-dependent control flow in a compiled graph (``torch.compile`` traces each; ``mixed`` branches on the
+number of elements present, a size). Eager ``mixed`` calls with several elements present sort the atoms by element
+and apply each element's coefficients to its own atoms only.
 """
 
 from __future__ import annotations
@@ -164,8 +165,11 @@ class SymmetricContraction(torch.nn.Module):
             self._register_horner_buffers()
         self.mixed_limit = {mode: self._mixed_limit(mode) for mode in ("eager", "compiled")}
         """The most elements present for which a call runs ``mixed`` (0: never), per mode."""
+        self.coefficient_cost = 0
+        """``mixed``'s per-call cost of one present element's coefficients ``W_z U`` (per channel, units of :meth:`_costs`)."""
         if any(self.mixed_limit.values()):
             self._register_mixed_buffers(combos_by_order)
+            self.coefficient_cost = 3 * sum(b.numel() for n, b in self.named_buffers() if n.startswith("H_"))
         self.node_elements = self._node_elements()
 
     def _costs(self, combos_by_order: list[list[tuple[int, ...]]], grouped: bool) -> dict[str, int]:
@@ -197,14 +201,16 @@ class SymmetricContraction(torch.nn.Module):
             raise ValueError(f"unknown contraction strategy {strategy!r}")
         return strategy
 
-    def mixed_cost(self, num_present: int) -> int:
-        """The ``mixed`` strategy's weighted operation count for ``num_present`` elements (units of :meth:`_costs`).
+    def mixed_cost(self, num_present: int, grouped: bool = False) -> int:
+        """The ``mixed`` strategy's weighted operation count per atom for ``num_present`` elements (units of
+        :meth:`_costs`); ``grouped`` (eager): each atom meets its own element's coefficients only.
 
         Calibrated on MACE-MP's layers (K = 16, correlation 3, one thread, compiled and eager): with ``3 x``
         a matmul's multiply-adds the choice matches the measured faster strategy for 1 to 4 elements.
         """
         K, low = self.K, self.num_low_monomials
-        return 3 * num_present * sum(self.out_dims) * K * (low + K + 1) + 17 * low
+        rows = (1 if grouped else num_present) * sum(self.out_dims)
+        return 3 * rows * K * (low + K + 1) + 17 * low
 
     def _register_horner_buffers(self) -> None:
         """Coupling bases reshaped for the Horner evaluation, ``U_{o}_{nu}`` (not state)."""
@@ -247,9 +253,8 @@ class SymmetricContraction(torch.nn.Module):
             widths.append(C * max(top, max(M * K ** (self.correlation - 1) for M in self.out_dims)))
         elif self.eager_strategy == "monomial":
             widths.append(C * self.num_monomials)
-        if self.mixed_limit["eager"]:  # Z: [S x sum(M) x K] per atom and channel, S elements
-            present = self.mixed_limit["eager"]
-            widths.append(C * (self.num_low_monomials + 2 * present * sum(self.out_dims) * K))
+        if self.mixed_limit["eager"]:  # Z: [sum(M) x K] per atom and channel (eager groups atoms by element)
+            widths.append(C * (self.num_low_monomials + 2 * sum(self.out_dims) * K))
         return max(widths)
 
     def _mixed_limit(self, mode: str) -> int:
@@ -257,7 +262,16 @@ class SymmetricContraction(torch.nn.Module):
         if not self.auto:  # present elements are a subset of the model's
             return self.num_elements if self.strategy == "mixed" else 0
         static = MIXED_SHARE[mode] * self.static_cost[mode]
-        return sum(1 for s in range(1, self.num_elements + 1) if self.mixed_cost(s) < static)
+        grouped = mode == "eager"
+        return sum(1 for s in range(1, self.num_elements + 1) if self.mixed_cost(s, grouped) < static)
+
+    def _mixed_pays(self, num_present: int, num_atoms: int) -> bool:
+        """Eager ``auto``: whether the coefficients of ``num_present`` elements cost less than ``mixed`` saves on
+        ``num_atoms`` atoms (a molecule with many elements keeps the static strategy)."""
+        if not self.auto:
+            return True
+        saving = self.static_cost["eager"] - self.mixed_cost(1, grouped=True)
+        return num_present * self.coefficient_cost < num_atoms * saving
 
     def weight(self, o: int, nu: int) -> torch.nn.Parameter:
         """Weights ``[num_elements, P, C]`` of output irrep ``o`` and order ``nu``."""
@@ -288,7 +302,7 @@ class SymmetricContraction(torch.nn.Module):
         if limit:
             if present is None:  # a compiled graph without the batch's species: every element
                 present = torch.arange(self.num_elements, device=x.device) if compiling else torch.unique(element)
-            if present.shape[0] <= limit:  # mixed_cost grows with the elements present
+            if present.shape[0] <= limit and (compiling or self._mixed_pays(present.shape[0], N)):
                 return self._mixed(a, element, present)
         if strategy in ("horner", "features"):
             return self._horner(a, element, strategy, grouped=not compiling)
@@ -382,32 +396,68 @@ class SymmetricContraction(torch.nn.Module):
         return torch.cat(outs, dim=-1)
 
     def _mixed(self, a: torch.Tensor, element: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """Monomials up to order ``nu - 1``, one Horner step, each present element's coefficients ``W_z U``."""
+        """Monomials up to order ``nu - 1``, one Horner step, each present element's coefficients ``W_z U``.
+
+        Eager calls with several elements present sort the atoms by element and give each element's atoms its own
+        coefficients only; a compiled graph (the element count is a symbolic size there) evaluates every present
+        element's coefficients on every atom and keeps the atom's own.
+        """
         N, C, K = a.shape
-        S, sum_m = present.shape[0], sum(self.out_dims)
-        a_ck = a.permute(1, 2, 0).contiguous()  # [C, K, N]
-        z = None  # [C, S x sum_m x K, N]: sum_m T_{z, (M, j), m} A_m over the orders nu >= 2
-        mono = a_ck
-        for nu in range(2, self.correlation + 1):
-            if nu > 2:  # monomials of order nu - 1 from those of order nu - 2
-                mono = mono.index_select(1, getattr(self, f"parent_{nu - 1}")) * a_ck.index_select(
-                    1, getattr(self, f"last_{nu - 1}"))
-            t = self._mixed_coefficients(nu, present, a.dtype)
-            z = torch.bmm(t, mono) if z is None else torch.baddbmm(z, t, mono)
-        y = torch.bmm(self._mixed_coefficients(1, present, a.dtype), a_ck)  # [C, S x sum_m, N]
-        if z is not None:
-            y = y + (z.view(C, S * sum_m, K, N) * a_ck.unsqueeze(1)).sum(2)
-        y = y.view(C, S, sum_m, N)
-        if S == 1:  # every atom has the one element present
-            y = y[:, 0]
+        a_ck = a.permute(1, 2, 0)  # [C, K, N]
+        if present.shape[0] > 1 and N > 0 and not torch.compiler.is_compiling():
+            y = self._mixed_grouped(a_ck, element, present)
         else:
-            mask = (element.unsqueeze(0) == present.unsqueeze(1)).to(a.dtype)  # [S, N]
-            y = (y * mask.view(1, S, 1, N)).sum(1)
+            S, sum_m = present.shape[0], sum(self.out_dims)
+            coeffs = [self._mixed_coefficients(nu, present, a.dtype) for nu in range(1, self.correlation + 1)]
+            y = self._mixed_rows(coeffs, self._low_monomials(a_ck.contiguous())).view(C, S, sum_m, N)
+            if S == 1:  # every atom has the one element present
+                y = y[:, 0]
+            else:
+                mask = (element.unsqueeze(0) == present.unsqueeze(1)).to(a.dtype)  # [S, N]
+                y = (y * mask.view(1, S, 1, N)).sum(1)
         outs, start = [], 0
-        for M in self.out_dims:  # -> mul_ir
+        for M in self.out_dims:  # [C, sum_m, N] -> mul_ir
             outs.append(y[:, start : start + M].permute(2, 0, 1).reshape(N, C * M))
             start += M
         return torch.cat(outs, dim=-1)
+
+    def _mixed_grouped(self, a_ck: torch.Tensor, element: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """:meth:`_mixed`'s ``[C, sum_m, N]`` with each element's coefficients applied to its own atoms only (eager)."""
+        present = torch.sort(present).values
+        order = torch.argsort(element, stable=True)  # atoms grouped by element, ascending like ``present``
+        counts = torch.bincount(element, minlength=self.num_elements)[present].tolist()
+        a_sorted = a_ck.index_select(2, order)
+        monos = [m.split(counts, dim=2) for m in self._low_monomials(a_sorted)]
+        coeffs = [self._mixed_coefficients(nu, present, a_ck.dtype) for nu in range(1, self.correlation + 1)]
+        per_element = [c.view(c.shape[0], len(counts), -1, c.shape[2]).unbind(1) for c in coeffs]
+        parts = [
+            self._mixed_rows([c[s] for c in per_element], [m[s] for m in monos])
+            for s, n in enumerate(counts) if n
+        ]
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.shape[0], device=order.device)
+        return torch.cat(parts, dim=2).index_select(2, inverse)
+
+    def _low_monomials(self, a_ck: torch.Tensor) -> list[torch.Tensor]:
+        """The distinct monomials of orders ``1 .. correlation - 1``, each ``[C, n_mono, N]`` from ``a_ck [C, K, N]``."""
+        monos = [a_ck]
+        for nu in range(2, self.correlation):
+            parent, last = getattr(self, f"parent_{nu}"), getattr(self, f"last_{nu}")
+            monos.append(monos[-1].index_select(1, parent) * a_ck.index_select(1, last))
+        return monos
+
+    def _mixed_rows(self, coeffs: list[torch.Tensor], monos: list[torch.Tensor]) -> torch.Tensor:
+        """``sum_j A_j (sum_m A_m T_{m,j} + ..) + T_1 A``: coefficients ``coeffs[nu - 1]`` (``[C, R, K]`` for order 1,
+        ``[C, R x K, n_mono]`` above), monomials ``monos[nu - 1]`` ``[C, n_mono, n]`` -> ``[C, R, n]``."""
+        a_ck = monos[0]
+        C, K, n = a_ck.shape
+        z = None  # [C, R x K, n]
+        for t, mono in zip(coeffs[1:], monos):
+            z = torch.bmm(t, mono) if z is None else torch.baddbmm(z, t, mono)
+        y = torch.bmm(coeffs[0], a_ck)
+        if z is not None:
+            y = y + (z.view(C, coeffs[0].shape[1], K, n) * a_ck.unsqueeze(1)).sum(2)  # explicit sizes: n may be 0
+        return y
 
     def _mixed_coefficients(self, nu: int, present: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``T = W_z U`` of order ``nu`` for the present elements: ``[C, S x sum(M) x K, n_mono]`` (``nu > 1``) or

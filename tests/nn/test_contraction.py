@@ -148,15 +148,19 @@ def test_mixed_uses_present_elements_only():
 
 
 def test_auto_weighs_mixed_by_elements_present():
-    """MACE-MP's first product (89 elements): ``mixed`` for one to three elements present, the static choice
-    for many."""
+    """MACE-MP's first product (89 elements): compiled, ``mixed`` for one or two elements present; eager (each atom
+    meets its own element's coefficients), whenever the atoms outweigh the present elements' coefficients."""
     sc = SymmetricContraction("64x0e + 64x1o + 64x2e + 64x3o", "64x0e + 64x1o", 3, 89)
     assert sc.strategy == "monomial"
     assert sc.mixed_cost(1) < sc.mixed_cost(3) < sc.static_cost["compiled"] < sc.mixed_cost(5)
-    assert sc.mixed_limit == {"eager": 3, "compiled": 2}
-    x = torch.randn(4, sc.irreps_in.dim)
+    assert sc.mixed_cost(5, grouped=True) == sc.mixed_cost(1) < sc.static_cost["eager"]
+    assert sc.mixed_limit == {"eager": 89, "compiled": 2}
     calls = []
-    sc._mixed = lambda *args: calls.append(args[2].shape[0]) or torch.zeros(4, sc.irreps_out.dim)
-    sc(x, torch.tensor([5, 5, 7, 5]))
-    sc(x, torch.tensor([5, 6, 7, 8]), torch.arange(20))
-    assert calls == [2]
+    sc._mixed = lambda a, el, present: calls.append(present.shape[0]) or torch.zeros(a.shape[0], sc.irreps_out.dim)
+    x = torch.randn(40, sc.irreps_in.dim)
+    sc(x[:12], torch.tensor([5, 5, 7, 5] * 3))  # 2 elements, 12 atoms: mixed
+    sc(x[:4], torch.tensor([5, 5, 7, 5]))  # 2 elements' coefficients for 4 atoms: static
+    sc(x[:4], torch.tensor([5, 6, 7, 8]), torch.arange(20))  # 20 elements' coefficients for 4 atoms: static
+    sc(x, torch.arange(40) % 8)  # 8 elements, 40 atoms: mixed
+    assert calls == [2, 8]
+    assert 20 * sc.coefficient_cost > 4 * (sc.static_cost["eager"] - sc.mixed_cost(1, grouped=True))
