@@ -219,7 +219,7 @@ class StageTwoConfig:
 @dataclass
 class TrainConfig:
     max_epochs: int = 100
-    batch_size: int = 5
+    batch_size: int = 3
     valid_batch_size: int | None = None
     lr: float = 0.02
     max_atoms_per_batch: int | None = None

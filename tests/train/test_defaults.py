@@ -53,7 +53,7 @@ def test_a_minimal_config_gets_the_recipe():
     assert cfg.dtype == "float32"
     assert cfg.model.shifting == "none" and cfg.model.interaction_first == "plain"
     assert cfg.model.scaling == "rms_forces" and cfg.model.interaction == "residual"
-    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.clip_grad) == (0.02, 5, 10.0)
+    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.clip_grad) == (0.02, 3, 10.0)
     assert cfg.optimiser.amsgrad and cfg.optimiser.weight_decay == 5.0e-7 and cfg.ema.use and cfg.ema.decay == 0.99
     assert (cfg.loss.energy_weight, cfg.loss.forces_weight) == (1.0, 100.0)
     st = cfg.stage_two
@@ -73,6 +73,7 @@ def test_configs_that_set_the_old_values_keep_them():
     assert (cfg.train.lr, cfg.train.batch_size, cfg.train.clip_grad, cfg.optimiser.weight_decay) == (0.01, 10, 100.0, 0.0)
     assert cfg.stage_two.first_epoch(cfg.train.max_epochs) is None
     assert cfg.loss.resolved_stress_weight(True) == 0.0
+    assert config_from_dict({"data": {"train": str(ACAC / "train.xyz")}, "train": {"batch_size": 5}}).train.batch_size == 5
     explicit = config_from_dict({"data": {"train": str(ACAC / "train.xyz")}, "stage_two": {"start_epoch": 3}})
     assert explicit.stage_two.first_epoch(10) == 3
 
