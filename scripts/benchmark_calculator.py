@@ -68,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_inference_common import (  # noqa: E402  (scripts are not a package)
     MODEL_EXTRAS,
     MODELS,
+    cpu_model,
     default_mace_python,
     mace_hyperparameters,
 )
@@ -209,16 +210,6 @@ def header(versions: dict[str, dict[str, str]], model_note: str = "") -> str:
         *([f"- {model_note}"] if model_note else []),
         "- one fresh process per measurement, run one at a time; OMP_NUM_THREADS=1, torch.set_num_threads(1)",
     ])
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 # ------------------------------------------------------------------------------------------

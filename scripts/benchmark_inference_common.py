@@ -9,6 +9,7 @@ them, nor mlip: the standard library at import time, torch inside :func:`time_ca
 from __future__ import annotations
 
 import os
+import platform
 import statistics
 import threading
 import time
@@ -131,3 +132,14 @@ def time_calls(call, repeats: int, warmup: int, device: str) -> dict[str, float]
             times.append(time.perf_counter() - t0)
     memory = (torch.cuda.max_memory_allocated() - base) / 2**20 if device.startswith("cuda") else rss.mib
     return {"ms": 1e3 * statistics.median(times), "warmup_s": warm, "peak_mib": memory}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``, else ``"?"``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
